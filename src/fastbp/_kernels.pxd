@@ -1,0 +1,41 @@
+# C-level interface of the compiled core, for other compiled modules of
+# fastbp (the network step, the optimisers) to cimport.  Everything here runs
+# without the GIL on unchecked, C-contiguous float64 buffers: the Python entry
+# points in _kernels.pyx check arguments once, before calling these.
+#
+# Shapes: A/X (n, k), B/W (d, k), b (d,), C/Z/Y (n, d).  act is one of the
+# ACT_* codes below.
+
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_SIGMOID = 1
+    ACT_TANH = 2
+    ACT_RELU = 3
+
+# Row-major C = alpha op(A) op(B) + beta C through the BLAS (or the small
+# path); trans_a/trans_b are 0 or 1.
+cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
+                  const double *A, int lda, const double *B, int ldb,
+                  double beta, double *C, int ldc) noexcept nogil
+
+# C = A Bᵀ
+cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
+                            int n, int k, int d) noexcept nogil
+# δA = δC B, δB = δCᵀ A; either output may be NULL (not wanted)
+cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
+                                     const double *B, double *dA, double *dB,
+                                     int n, int k, int d) noexcept nogil
+# Y = g(X Wᵀ + b)
+cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
+                               double *Y, int n, int k, int d, int act) noexcept nogil
+# δZ = δY ⊙ g'(Y); δb = Σ_rows δZ; δW = δZᵀ X; δX = δZ W (skipped when dX is NULL).
+# dZ_work: n*d doubles of scratch, or NULL to use a per-thread cached buffer
+# (identity needs none).  dZ_work may equal dY only if the caller owns dY.
+# Returns 0, or -1 when no scratch memory could be had.
+cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
+                               const double *Y, double *dX, double *dW, double *db,
+                               double *dZ_work, int n, int k, int d, int act) noexcept nogil
+# loss = loss_scale Σ (T − Y)², dY = grad_scale (Y − T) over m elements (dY may be NULL)
+cdef double squared_error_kernel(const double *Y, const double *T, double *dY,
+                                 Py_ssize_t m, double grad_scale,
+                                 double loss_scale) noexcept nogil

@@ -1,0 +1,417 @@
+# cython: language_level=3
+"""Compiled core of fastbp: fused float64 backprop kernels.
+
+Two layers live here:
+
+* ``cdef ... noexcept nogil`` kernels on raw, already-checked buffers (their
+  declarations are in _kernels.pxd, for the other compiled modules);
+* the public ``def`` entry points, which check every argument once, with C
+  macros rather than Python attribute look-ups (at (8, 8, 8) a Python-level
+  check would cost more than the arithmetic), then release the GIL and run
+  the kernel.
+
+Algebra (seed 002, sections 4.2 and 5.1), one example per row:
+    C = A Bᵀ,            δA = δC B (26),     δB = δCᵀ A (25)
+    Z = X Wᵀ + b,        Y = g(Z)
+    δZ = δY ⊙ g'(Y) (21), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24)
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+from libc.limits cimport INT_MAX
+from scipy.linalg.cython_blas cimport dgemm
+
+cnp.import_array()
+
+cdef extern from "_fastmath.h" nogil:
+    void fb_forward_epilogue(double *Y, const double *b, int64_t n, int64_t d, int act)
+    void fb_backward_epilogue(const double *dY, const double *Y, double *dZ, double *db,
+                              int64_t n, int64_t d, int act)
+    double fb_squared_error(const double *Y, const double *T, double *dY, int64_t m,
+                            double grad_scale, double loss_scale)
+
+cdef extern from "_scratch.h" nogil:
+    double *fb_scratch(size_t n)
+
+cdef extern from "_smallgemm.h" nogil:
+    void fb_small_nn(const double *A, const double *Bt, double *C, int64_t m, int64_t n, int64_t k)
+    void fb_small_tn(const double *A, const double *B, double *C, int64_t m, int64_t n, int64_t k)
+    void fb_transpose(const double *B, double *Bt, int64_t n, int64_t k)
+
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+REDUCTIONS = ("sum", "half", "mean")
+cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
+                       "tanh": ACT_TANH, "relu": ACT_RELU}
+
+# Products with m·n·k up to this many multiply-adds take the small path:
+# below it the BLAS call's fixed cost dominates (benchmarks/bench_kernels.py).
+cdef int64_t SMALL_GEMM_MAX = 32 * 32 * 32
+
+
+# ---------------------------------------------------------------------------
+# GEMM, row-major, through the BLAS
+# ---------------------------------------------------------------------------
+
+cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
+                  const double *A, int lda, const double *B, int ldb,
+                  double beta, double *C, int ldc) noexcept nogil:
+    """Row-major C (m×n) = alpha op(A) op(B) + beta C.
+
+    A row-major matrix is its own transpose in column-major, so the BLAS is
+    asked for Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands, keep the trans flags.
+    """
+    cdef int i
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # empty sum: C = beta C, and never reach BLAS with ld = 0
+        if beta == 0.0:
+            for i in range(m):
+                memset(C + <Py_ssize_t>i * ldc, 0, n * sizeof(double))
+        elif beta != 1.0:
+            for i in range(m * n):
+                C[(i // n) * ldc + i % n] *= beta
+        return
+    dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *>B, &ldb, <double *>A, &lda,
+          &beta, C, &ldc)
+
+
+# Releasing and re-taking the GIL costs about as much as an (8, 8, 8) product;
+# below this many multiply-adds the kernels keep it (other threads would gain
+# nothing from such a short release).
+cdef int64_t NOGIL_MIN = 16 * 16 * 16
+
+
+cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
+    return n * k * d >= NOGIL_MIN
+
+
+cdef inline bint _small(int64_t m, int64_t n, int64_t k) noexcept nogil:
+    return m * n * k <= SMALL_GEMM_MAX
+
+
+cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
+                            int n, int k, int d) noexcept nogil:
+    cdef double *Bt
+    if _small(n, d, k) and k > 0:
+        # B (d×k) transposed once, then C rows are axpys along contiguous Bᵀ rows
+        Bt = fb_scratch(<size_t>k * d)
+        if Bt != NULL:
+            fb_transpose(B, Bt, d, k)
+            fb_small_nn(A, Bt, C, n, d, k)
+            return
+    gemm_rm(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d)
+
+
+cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
+                                     const double *B, double *dA, double *dB,
+                                     int n, int k, int d) noexcept nogil:
+    cdef bint small = _small(n, d, k)
+    if dA != NULL:  # δA (n×k) = δC (n×d) B (d×k)
+        if small:
+            fb_small_nn(dC, B, dA, n, k, d)
+        else:
+            gemm_rm(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k)
+    if dB != NULL:  # δB (d×k) = δCᵀ (d×n) A (n×k)
+        if small:
+            fb_small_tn(dC, A, dB, d, k, n)
+        else:
+            gemm_rm(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k)
+
+
+cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
+                               double *Y, int n, int k, int d, int act) noexcept nogil:
+    # Z = X Wᵀ lands in Y; one fused pass then adds b and applies g in place.
+    matmul_abt_kernel(X, W, Y, n, k, d)
+    fb_forward_epilogue(Y, b, n, d, act)
+
+
+cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
+                               const double *Y, double *dX, double *dW, double *db,
+                               double *dZ_work, int n, int k, int d, int act) noexcept nogil:
+    cdef const double *dZ = dY  # identity: δZ = δY, no temporary
+    if act != ACT_IDENTITY:
+        if dZ_work == NULL:
+            dZ_work = fb_scratch(<size_t>n * d)
+            if dZ_work == NULL:
+                return -1
+        dZ = dZ_work
+    # one pass: δZ = δY ⊙ g'(Y) and δb = Σ_rows δZ
+    fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, db, n, d, act)
+    # δW = δZᵀ X and δX = δZ W are the two gradients of the matmul C = X Wᵀ
+    matmul_abt_backward_kernel(dZ, X, W, dX, dW, n, k, d)
+    return 0
+
+
+cdef double squared_error_kernel(const double *Y, const double *T, double *dY,
+                                 Py_ssize_t m, double grad_scale,
+                                 double loss_scale) noexcept nogil:
+    return fb_squared_error(Y, T, dY, m, grad_scale, loss_scale)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks: once, at the boundary, with messages that name the
+# argument, what was expected and what came.
+# ---------------------------------------------------------------------------
+
+cdef str _shape(cnp.ndarray a):
+    return str((<object>a).shape)
+
+
+cdef object _strides(cnp.ndarray a):
+    return (<object>a).strides
+
+
+cdef cnp.ndarray _input(object a, str name, int ndim):
+    cdef cnp.ndarray arr
+    cdef int i
+    if not cnp.PyArray_Check(a):
+        raise TypeError(
+            f"{name} must be a numpy.ndarray of float64, got {type(a).__name__}; "
+            f"convert it once with numpy.ascontiguousarray({name}, dtype=numpy.float64)")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(
+            f"{name} must have dtype float64 (native byte order), got {arr.dtype.str} "
+            f"({arr.dtype}); convert it with {name}.astype(numpy.float64)")
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got {cnp.PyArray_NDIM(arr)}-D with shape {_shape(arr)}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(
+            f"{name} must be C-contiguous, got strides {_strides(arr)} for shape {_shape(arr)}; "
+            f"use numpy.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be aligned to 8 bytes, got a misaligned buffer; copy it with {name}.copy()")
+    for i in range(ndim):
+        if cnp.PyArray_DIM(arr, i) > INT_MAX:
+            raise ValueError(
+                f"{name} has shape {_shape(arr)}: dimensions above {INT_MAX} do not fit the BLAS's 32-bit int")
+    return arr
+
+
+cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
+    # Both are C-contiguous: each occupies exactly [data, data + nbytes).
+    cdef char *pa = cnp.PyArray_BYTES(a)
+    cdef char *pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef cnp.ndarray _output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
+                         tuple inputs, tuple input_names):
+    """The given out buffer after checks, or a new (uninitialised) array."""
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray arr
+    cdef Py_ssize_t i
+    dims[0] = rows
+    dims[1] = cols
+    if out is None:
+        if ndim == 1:
+            dims[0] = cols
+        return cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_DOUBLE, 0)
+    if not cnp.PyArray_Check(out):
+        raise TypeError(f"{name} must be a numpy.ndarray of float64 or None, got {type(out).__name__}")
+    arr = <cnp.ndarray>out
+    cdef object want = (rows, cols) if ndim == 2 else (<object>cols,)
+    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must have dtype float64, got {arr.dtype}")
+    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIM(arr, ndim - 1) != cols
+            or (ndim == 2 and cnp.PyArray_DIM(arr, 0) != rows)):
+        raise ValueError(f"{name} must have shape {want}, got {_shape(arr)}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be C-contiguous and aligned, got strides {_strides(arr)}")
+    if not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only; pass a writeable array or None")
+    for i in range(len(inputs)):
+        if inputs[i] is not None and _overlap(arr, <cnp.ndarray>inputs[i]):
+            raise ValueError(
+                f"{name} shares memory with {input_names[i]}; outputs must not alias inputs or each other")
+    return arr
+
+
+cdef int _activation(object activation) except -1:
+    try:
+        return _ACT_CODE[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}") from None
+
+
+cdef _same(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b, int j):
+    if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, j):
+        raise ValueError(
+            f"{what}: {n1}.shape[{i}] must equal {n2}.shape[{j}], got {n1} {_shape(a)} and {n2} {_shape(b)}")
+
+
+# ---------------------------------------------------------------------------
+# Public kernels
+# ---------------------------------------------------------------------------
+
+def matmul_abt(A, B, out=None):
+    """C = A Bᵀ.  A (N, K), B (D, K) -> C (N, D), all float64, C-contiguous.
+
+    ``out``, if given, must be a writeable (N, D) float64 array that shares no
+    memory with A or B; it is written in place and returned.
+    """
+    cdef cnp.ndarray a = _input(A, "A", 2), b = _input(B, "B", 2)
+    _same("matmul_abt", "A", a, 1, "B", b, 1)
+    cdef int n = a.shape[0], k = a.shape[1], d = b.shape[0]
+    cdef cnp.ndarray c = _output(out, "out", n, d, 2, (a, b), ("A", "B"))
+    cdef const double *pa = <double *>cnp.PyArray_DATA(a)
+    cdef const double *pb = <double *>cnp.PyArray_DATA(b)
+    cdef double *pc = <double *>cnp.PyArray_DATA(c)
+    if _release(n, k, d):
+        with nogil:
+            matmul_abt_kernel(pa, pb, pc, n, k, d)
+    else:
+        matmul_abt_kernel(pa, pb, pc, n, k, d)
+    return c
+
+
+def matmul_abt_backward(dC, A, B, dA=None, dB=None):
+    """δA = δC B (eq 26) and δB = δCᵀ A (eq 25) for C = A Bᵀ.
+
+    dC (N, D), A (N, K), B (D, K) -> (dA (N, K), dB (D, K)).  Given output
+    buffers are written in place and returned.
+    """
+    cdef cnp.ndarray dc = _input(dC, "dC", 2), a = _input(A, "A", 2), b = _input(B, "B", 2)
+    _same("matmul_abt_backward", "A", a, 1, "B", b, 1)
+    _same("matmul_abt_backward", "dC", dc, 0, "A", a, 0)
+    _same("matmul_abt_backward", "dC", dc, 1, "B", b, 0)
+    cdef int n = a.shape[0], k = a.shape[1], d = b.shape[0]
+    cdef cnp.ndarray da = _output(dA, "dA", n, k, 2, (dc, a, b), ("dC", "A", "B"))
+    cdef cnp.ndarray db = _output(dB, "dB", d, k, 2, (dc, a, b, da), ("dC", "A", "B", "dA"))
+    cdef const double *pdc = <double *>cnp.PyArray_DATA(dc)
+    cdef const double *pa = <double *>cnp.PyArray_DATA(a)
+    cdef const double *pb = <double *>cnp.PyArray_DATA(b)
+    cdef double *pda = <double *>cnp.PyArray_DATA(da)
+    cdef double *pdb = <double *>cnp.PyArray_DATA(db)
+    if _release(n, k, d):
+        with nogil:
+            matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, n, k, d)
+    else:
+        matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, n, k, d)
+    return da, db
+
+
+def dense_forward(X, W, b, activation="identity", out=None):
+    """Y = g(X Wᵀ + b): the dense layer's forward pass, bias and g fused.
+
+    X (N, K), W (D, K) (one row per output neuron), b (D,) -> Y (N, D).
+    ``activation`` is one of fastbp.ACTIVATIONS.  Only Y is kept: the
+    backward pass takes g' from Y.
+    """
+    cdef int act = _activation(activation)
+    cdef cnp.ndarray x = _input(X, "X", 2), w = _input(W, "W", 2), bb = _input(b, "b", 1)
+    _same("dense_forward", "X", x, 1, "W", w, 1)
+    _same("dense_forward", "b", bb, 0, "W", w, 0)
+    cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
+    cdef cnp.ndarray y = _output(out, "out", n, d, 2, (x, w, bb), ("X", "W", "b"))
+    cdef const double *px = <double *>cnp.PyArray_DATA(x)
+    cdef const double *pw = <double *>cnp.PyArray_DATA(w)
+    cdef const double *pb = <double *>cnp.PyArray_DATA(bb)
+    cdef double *py = <double *>cnp.PyArray_DATA(y)
+    if _release(n, k, d):
+        with nogil:
+            dense_forward_kernel(px, pw, pb, py, n, k, d, act)
+    else:
+        dense_forward_kernel(px, pw, pb, py, n, k, d, act)
+    return y
+
+
+def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None,
+                   need_dX=True):
+    """Backward pass of Y = g(X Wᵀ + b), eqs 21-24 of seed 002.
+
+    δZ = δY ⊙ g'(Y), δb = Σ_rows δZ, δW = δZᵀ X, δX = δZ W.  Returns
+    (dX, dW, db); dX is None when ``need_dX`` is false (the first layer of a
+    network needs no δX).  Given output buffers are written in place.
+    """
+    cdef int act = _activation(activation)
+    cdef cnp.ndarray dy = _input(dY, "dY", 2), x = _input(X, "X", 2)
+    cdef cnp.ndarray w = _input(W, "W", 2), y = _input(Y, "Y", 2)
+    _same("dense_backward", "X", x, 1, "W", w, 1)
+    _same("dense_backward", "dY", dy, 0, "X", x, 0)
+    _same("dense_backward", "dY", dy, 1, "W", w, 0)
+    if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(dy, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(dy, 1):
+        raise ValueError(f"dense_backward: Y must have the shape of dY {_shape(dy)}, got {_shape(y)}")
+    cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
+    ins = (dy, x, w, y)
+    names = ("dY", "X", "W", "Y")
+    cdef cnp.ndarray dx = None
+    if need_dX:
+        dx = _output(dX, "dX", n, k, 2, ins, names)
+    elif dX is not None:
+        raise ValueError("dX was given but need_dX is False; pass dX=None or need_dX=True")
+    cdef cnp.ndarray dw = _output(dW, "dW", d, k, 2, ins + (dx,), names + ("dX",))
+    cdef cnp.ndarray dbb = _output(db, "db", 0, d, 1, ins + (dx, dw), names + ("dX", "dW"))
+    cdef const double *pdy = <double *>cnp.PyArray_DATA(dy)
+    cdef const double *px = <double *>cnp.PyArray_DATA(x)
+    cdef const double *pw = <double *>cnp.PyArray_DATA(w)
+    cdef const double *py = <double *>cnp.PyArray_DATA(y)
+    cdef double *pdx = <double *>cnp.PyArray_DATA(dx) if dx is not None else NULL
+    cdef double *pdw = <double *>cnp.PyArray_DATA(dw)
+    cdef double *pdb = <double *>cnp.PyArray_DATA(dbb)
+    cdef int status
+    if _release(n, k, d):
+        with nogil:
+            status = dense_backward_kernel(pdy, px, pw, py, pdx, pdw, pdb, NULL, n, k, d, act)
+    else:
+        status = dense_backward_kernel(pdy, px, pw, py, pdx, pdw, pdb, NULL, n, k, d, act)
+    if status != 0:
+        raise MemoryError(f"dense_backward: no memory for the ({n}, {d}) temporary δZ")
+    return dx, dw, dbb
+
+
+def squared_error(Y, T, reduction="sum", out=None):
+    """Squared-error loss and its gradient δY.
+
+    "sum":  J = Σ (T − Y)²,   δY = 2 (Y − T)   (seeds 001, 002)
+    "half": E = ½ Σ (T − Y)², δY = Y − T       (seed 000)
+    "mean": J / N and δY / N over the N rows; an empty batch gives loss 0.
+    Returns (loss, dY); the sum runs in a fixed order (deterministic).
+    """
+    cdef double scale
+    if not isinstance(reduction, str):
+        scale = 0.0  # falls through to the error below
+    elif reduction == "sum":
+        scale = 1.0
+    elif reduction == "half":
+        scale = 0.5
+    elif reduction == "mean":
+        scale = -1.0  # set once N is known
+    else:
+        scale = 0.0
+    if scale == 0.0:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    cdef cnp.ndarray y = _input(Y, "Y", 2), t = _input(T, "T", 2)
+    if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(t, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(t, 1):
+        raise ValueError(f"squared_error: T must have the shape of Y {_shape(y)}, got {_shape(t)}")
+    cdef Py_ssize_t n = y.shape[0], d = y.shape[1]
+    if scale < 0:
+        scale = 1.0 / n if n > 0 else 1.0
+    cdef cnp.ndarray dy = _output(out, "out", n, d, 2, (y, t), ("Y", "T"))
+    cdef const double *py = <double *>cnp.PyArray_DATA(y)
+    cdef const double *pt = <double *>cnp.PyArray_DATA(t)
+    cdef double *pdy = <double *>cnp.PyArray_DATA(dy)
+    cdef double loss
+    if _release(n, d, 1):
+        with nogil:
+            loss = fb_squared_error(py, pt, pdy, n * d, 2.0 * scale, scale)
+    else:
+        loss = fb_squared_error(py, pt, pdy, n * d, 2.0 * scale, scale)
+    return loss, dy
+
+
+def _small_gemm_max(value=None):
+    """Read (and with ``value``, set) the small-path threshold in multiply-adds.
+
+    For benchmarks that tune it; returns the previous value."""
+    global SMALL_GEMM_MAX
+    cdef int64_t old = SMALL_GEMM_MAX
+    if value is not None:
+        SMALL_GEMM_MAX = value
+    return old
