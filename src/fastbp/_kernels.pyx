@@ -34,20 +34,15 @@ cdef extern from "_fastmath.h" nogil:
 cdef extern from "_scratch.h" nogil:
     double *fb_scratch(size_t n)
 
-cdef extern from "_smallgemm.h" nogil:
-    void fb_small_nn(const double *A, const double *Bt, double *C, int64_t m, int64_t n, int64_t k)
-    void fb_small_tn(const double *A, const double *B, double *C, int64_t m, int64_t n, int64_t k)
-    void fb_transpose(const double *B, double *Bt, int64_t n, int64_t k)
-
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 REDUCTIONS = ("sum", "half", "mean")
 cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
                        "tanh": ACT_TANH, "relu": ACT_RELU}
 
-# Products with m·n·k up to this many multiply-adds take the small path:
-# below it the BLAS call's fixed cost dominates (benchmarks/bench_kernels.py).
-cdef int64_t SMALL_GEMM_MAX = 32 * 32 * 32
+# Every product goes to the BLAS: a hand-written small-matrix path (axpy
+# loops, AVX-512) was measured against it at (8,8,8) to (64,64,64) and never
+# won, so there is none.
 
 
 # ---------------------------------------------------------------------------
@@ -89,37 +84,18 @@ cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
     return n * k * d >= NOGIL_MIN
 
 
-cdef inline bint _small(int64_t m, int64_t n, int64_t k) noexcept nogil:
-    return m * n * k <= SMALL_GEMM_MAX
-
-
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil:
-    cdef double *Bt
-    if _small(n, d, k) and k > 0:
-        # B (d×k) transposed once, then C rows are axpys along contiguous Bᵀ rows
-        Bt = fb_scratch(<size_t>k * d)
-        if Bt != NULL:
-            fb_transpose(B, Bt, d, k)
-            fb_small_nn(A, Bt, C, n, d, k)
-            return
     gemm_rm(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d)
 
 
 cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
                                      const double *B, double *dA, double *dB,
                                      int n, int k, int d) noexcept nogil:
-    cdef bint small = _small(n, d, k)
     if dA != NULL:  # δA (n×k) = δC (n×d) B (d×k)
-        if small:
-            fb_small_nn(dC, B, dA, n, k, d)
-        else:
-            gemm_rm(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k)
+        gemm_rm(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k)
     if dB != NULL:  # δB (d×k) = δCᵀ (d×n) A (n×k)
-        if small:
-            fb_small_tn(dC, A, dB, d, k, n)
-        else:
-            gemm_rm(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k)
+        gemm_rm(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k)
 
 
 cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
@@ -405,13 +381,3 @@ def squared_error(Y, T, reduction="sum", out=None):
         loss = fb_squared_error(py, pt, pdy, n * d, 2.0 * scale, scale)
     return loss, dy
 
-
-def _small_gemm_max(value=None):
-    """Read (and with ``value``, set) the small-path threshold in multiply-adds.
-
-    For benchmarks that tune it; returns the previous value."""
-    global SMALL_GEMM_MAX
-    cdef int64_t old = SMALL_GEMM_MAX
-    if value is not None:
-        SMALL_GEMM_MAX = value
-    return old

@@ -1,5 +1,5 @@
 /* Per-thread scratch memory for the kernels' temporaries (δZ in the dense
- * backward pass, a transposed B in the small matmul path).
+ * backward pass).
  *
  * Each thread keeps one grow-only buffer, freed when the thread exits, so a
  * steady training loop allocates nothing, and threads calling kernels at the
