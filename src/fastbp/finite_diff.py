@@ -17,9 +17,9 @@ differences themselves.  By default it is, per entry, the sum of three
 estimates over rtol, so an entry passes when |a − n| ≤ rtol·max(|a|, |n|) or
 when |a − n| is within
 
-    48 ε S / h          rounding in f, as the differences see it
+    24 ε S / h          rounding in f, as the differences see it
     + |D(h) − D(2h)|/3  what D(h) is known to (truncation, kinks)
-    + 48 ε T_j          rounding in the backward pass's sum for this entry
+    + 24 ε T_j          rounding in the backward pass's sum for this entry
 
 S measures how much rounding enters f: for a graph, Σ over its blocks of
 |value · gradient| (the first-order effect on f of one rounding error in
@@ -35,12 +35,14 @@ that vanishes where f‴ does not, or a kink.
 
 import numpy as np
 
+from fastbp.graph import Var, _backpropagate, _topological_order
+
 __all__ = ["GradcheckError", "GradcheckReport", "InputCheck", "gradcheck", "numerical_gradient"]
 
-# Rounding noise of the stencil: 32 ulp of the scale S of f's rounding (a
+# Rounding noise of the stencil: 16 ulp of the scale S of f's rounding (a
 # sum of many terms loses more than one ulp), times the stencil's
 # Σ|coefficients| = (8 + 8 + 1 + 1) / 12h = 1.5 / h.
-_NOISE_ULPS = 32.0 * 1.5
+_NOISE_ULPS = 16.0 * 1.5
 _WORST = 5  # entries listed per failing input
 
 
@@ -128,9 +130,8 @@ class GradcheckReport:
     def __str__(self):
         what = "directional derivatives along one random u per input" if self.mode == "fast" \
             else "every entry"
-        floor = f"floor = {self.floor:.3g}"
-        if self.automatic_floor:
-            floor += " (rounding; an entry's own is larger where |D(h) − D(2h)|/3 says so)"
+        floor = (f"floor ≥ {self.floor:.3g} (per entry: estimated error of each side / rtol)"
+                 if self.automatic_floor else f"floor = {self.floor:.3g}")
         lines = [
             f"gradcheck {'passed' if self.passed else 'FAILED'}: {what}; f = {self.f_value:.6g}, "
             f"eps = {self.eps:g}, rtol = {self.rtol:g}, {floor}",
@@ -157,8 +158,6 @@ class GradcheckReport:
 
 
 def _scalar(out, what):
-    from fastbp.graph import Var
-
     if isinstance(out, Var):
         out = out.value
     a = np.asarray(out, dtype=np.float64)
@@ -168,8 +167,6 @@ def _scalar(out, what):
 
 
 def _values_and_names(inputs):
-    from fastbp.graph import Var
-
     if isinstance(inputs, (Var, np.ndarray, float, int, np.floating)):
         inputs = [inputs]
     values, names = [], []
@@ -184,8 +181,6 @@ def _values_and_names(inputs):
 
 def _evaluator(f, graph_mode):
     """Return value_of(values) -> float, calling f on Vars (graph) or on raw values."""
-    from fastbp.graph import Var
-
     if graph_mode:
         return lambda values: _scalar(f(*(Var(v, requires_grad=False) for v in values)), "f")
     return lambda values: _scalar(f(*values), "f")
@@ -247,8 +242,6 @@ def _rounding_scale(out):
     A rounding error of relative size ε in a block's output w changes f by
     about ε |w ∂f/∂w|: the sum bounds, to first order, what rounding does to f.
     """
-    from fastbp.graph import _topological_order
-
     total = 0.0
     with np.errstate(all="ignore"):
         for node in _topological_order(out, only_requiring_grad=True):
@@ -259,8 +252,6 @@ def _rounding_scale(out):
 
 def _gradient_terms(out, leaves):
     """For each leaf, Σ |terms| of its gradient: the backward pass in magnitude mode."""
-    from fastbp.graph import _backpropagate
-
     seed = 1.0 if isinstance(out.value, float) else np.ones_like(out.value)
     found = {id(node): g for node, g in _backpropagate(out, seed, magnitudes=True)}
     return [found.get(id(leaf), 0.0) for leaf in leaves]
@@ -303,8 +294,6 @@ def gradcheck(f, inputs, eps=1e-6, rtol=1e-6, *, grad=None, fast=False, floor=No
     In graph mode, Vars that ``f`` closes over also get the gradients of
     the one backward pass gradcheck runs.
     """
-    from fastbp.graph import Var
-
     values, names = _values_and_names(inputs)
     graph_mode = grad is None
     if graph_mode:

@@ -10,7 +10,7 @@ forks into several blocks gets the sum of their contributions — the chain
 rule in the form of seed 002's eq (1) — so when its turn comes its
 accumulator holds the final ∂f/∂u.
 
-Inputs::
+Example::
 
     x, y = Var(3.0, name="x"), Var(-4.0, name="y")
     f = (x + sigmoid(y)) / (x ** 2 + y)
@@ -103,6 +103,7 @@ class Var:
 
     @property
     def shape(self):
+        """The shape of ``.value`` (``()`` for a float)."""
         return _shape(self.value)
 
     def _add_to_grad(self, g):
@@ -319,6 +320,9 @@ class Block:
             if p.default is p.empty and p.name != "needs_grad"
             and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
         self._wants_needs_grad = "needs_grad" in self._signature.parameters
+        # what callers see (help(), inspect): needs_grad is the graph's to pass
+        self.__signature__ = self._signature.replace(
+            parameters=[p for p in params if p.name != "needs_grad"])
         self.__doc__, self.__name__, self.__wrapped__ = fn.__doc__, fn.__name__, fn
 
     def __call__(self, *args, **kwargs):
