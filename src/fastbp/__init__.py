@@ -4,6 +4,11 @@ The compiled kernels (``matmul_abt``, ``matmul_abt_backward``,
 ``dense_forward``, ``dense_backward``, ``squared_error``) work on
 C-contiguous float64 arrays, one example per row; ``fastbp.reference``
 holds their NumPy twins with the same signatures.
+
+On top of them: ``fastbp.MLP`` (networks and training on the fused
+kernels), ``fastbp.graph`` (seed 002's computational graph of
+blocks), ``fastbp.gradcheck`` (finite differences against a backward pass)
+and ``fastbp.paths`` (seed 000's gradient as a sum over paths).
 """
 
 from fastbp._kernels import (
@@ -15,17 +20,28 @@ from fastbp._kernels import (
     matmul_abt_backward,
     squared_error,
 )
-from fastbp import reference
+from fastbp import graph, optim, paths, reference
+from fastbp.checkpoint import CheckpointError
+from fastbp.finite_diff import gradcheck
+from fastbp.network import MLP
+from fastbp.threads import threadpool_limits
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
+    "CheckpointError",
+    "MLP",
     "REDUCTIONS",
     "dense_backward",
     "dense_forward",
+    "gradcheck",
+    "graph",
     "matmul_abt",
     "matmul_abt_backward",
+    "optim",
+    "paths",
     "reference",
     "squared_error",
+    "threadpool_limits",
 ]

@@ -51,8 +51,8 @@ enum { FB_IDENTITY = 0, FB_SIGMOID = 1, FB_TANH = 2, FB_RELU = 3 };
 #define FB_FM_RESTRICT restrict
 #endif
 
-/* Three copies on x86-64 with GCC or clang; FASTBP_NO_CLONES (also read by
- * _smallgemm.h) builds one copy for the compiler's target instead. */
+/* Three copies on x86-64 with GCC or clang; FASTBP_NO_CLONES builds
+ * one copy for the compiler's target instead. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTBP_NO_CLONES)
 #define FB_FM_DISPATCH 1
 #define FB_FM_AVX512 __attribute__((target("avx512f,avx2,fma")))

@@ -12,7 +12,7 @@ anything is timed).  Every implementation starts from the same inputs: the
 same seed gives the same arrays.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -32,6 +32,11 @@ NETWORKS = (((64, 64, 64, 1), 32), ((784, 256, 256, 10), 128),
 QUICK_KERNEL_SHAPES = KERNEL_SHAPES[:3]
 QUICK_NETWORKS = NETWORKS[:2]
 
+# OpenBLAS runs a GEMM on one thread below m·n·k = 65536 · 4
+# (SMP_THRESHOLD_MIN · GEMM_MULTITHREAD_THRESHOLD); at or above it, its
+# worker threads wake up, and the timing has to let them settle.
+BLAS_THREADED_MNK = 65536 * 4
+
 TRAIN_LR = 1e-3
 HIDDEN_ACTIVATION = "sigmoid"
 OUTPUT_ACTIVATION = "identity"
@@ -43,7 +48,6 @@ class Instance:
 
     run: object          # () -> None: one call, outputs into preallocated buffers
     result: object       # () -> list of ndarray: what the last call produced
-    keepalive: list = field(default_factory=list)  # objects run() closes over
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ class Workload:
     activation: str = ""  # dense kernels only
     sizes: tuple = ()    # layer sizes, networks only
     batch: int = 0       # networks only
+
+    @property
+    def threaded(self):
+        """Whether its largest GEMM is big enough for OpenBLAS to use threads."""
+        if self.kind == "mlp":
+            mnk = max(self.batch * k * d for k, d in zip(self.sizes[:-1], self.sizes[1:]))
+        else:
+            n, k, d = self.shape
+            mnk = n * k * d
+        return mnk >= BLAS_THREADED_MNK
 
     def inputs(self, seed=0):
         """Fresh input arrays, identical for every implementation."""
@@ -237,7 +251,7 @@ def _mlp_fastbp(w, x):
 
     def run():
         net.train_step(X, T, lr=lr, loss="squared_error", reduction="mean")
-    return Instance(run, lambda: list(net.weights) + list(net.biases), [net])
+    return Instance(run, lambda: list(net.weights) + list(net.biases))
 
 
 _FASTBP = {"matmul_abt": _matmul_instance(fastbp), "dense": _dense_instance(fastbp),

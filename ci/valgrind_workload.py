@@ -1,0 +1,66 @@
+"""Every kernel (every activation, reduction, out= form, several sizes),
+refused calls and training steps, for memcheck to watch (ci/valgrind.sh).
+
+Shapes are small: memcheck runs the code about 50 times slower."""
+
+import numpy as np
+
+import fastbp
+
+rng = np.random.default_rng(0)
+# empty dimensions, tiny and larger products, narrow and wide epilogue rows
+SHAPES = [(0, 3, 2), (3, 0, 2), (1, 1, 1), (5, 7, 3), (9, 33, 40), (40, 41, 42), (70, 5, 1)]
+
+for n, k, d in SHAPES:
+    X, W, b = rng.standard_normal((n, k)), rng.standard_normal((d, k)), rng.standard_normal(d)
+    dY, T = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+    fastbp.matmul_abt(X, W)
+    fastbp.matmul_abt(X, W, out=np.empty((n, d)))
+    fastbp.matmul_abt_backward(dY, X, W)
+    fastbp.matmul_abt_backward(dY, X, W, dA=np.empty((n, k)), dB=np.empty((d, k)))
+    for act in fastbp.ACTIVATIONS:
+        Y = fastbp.dense_forward(X, W, b, act)
+        fastbp.dense_forward(X, W, b, act, out=np.empty((n, d)))
+        fastbp.dense_backward(dY, X, W, Y, act)
+        fastbp.dense_backward(dY, X, W, Y, act, need_dX=False)
+        fastbp.dense_backward(dY, X, W, Y, act, dX=np.empty((n, k)), dW=np.empty((d, k)),
+                              db=np.empty(d))
+    for red in fastbp.REDUCTIONS:
+        fastbp.squared_error(dY, T, red)
+        fastbp.squared_error(dY, T, red, out=np.empty((n, d)))
+
+# Refused calls must not touch memory either.
+for bad in (np.ones((3, 4), np.float32), np.ones((4, 3)).T, [[1.0]], None, np.ones(3)):
+    try:
+        fastbp.matmul_abt(bad, np.ones((2, 3)))
+    except (TypeError, ValueError):
+        pass
+
+# Training steps: the network object if it is there, else the same step by hand.
+X, T = rng.standard_normal((64, 8)), rng.standard_normal((64, 3))
+try:
+    from fastbp.network import MLP
+except ImportError:
+    MLP = None
+if MLP is not None:
+    net = MLP([8, 16, 3], activation="tanh", seed=0)
+    for _ in range(3):
+        net.train_step(X, T, lr=0.01)
+    clf = MLP([8, 16, 3], activation="relu", seed=1)
+    labels = rng.integers(0, 3, size=64)
+    onehot = np.eye(3)[labels]
+    for _ in range(3):
+        clf.train_step(X, onehot, lr=0.01, loss="cross_entropy")
+    net.fit(X, T, epochs=2, batch_size=16, lr=0.01, seed=0)
+else:
+    W1, b1 = rng.standard_normal((16, 8)), np.zeros(16)
+    W2, b2 = rng.standard_normal((3, 16)), np.zeros(3)
+    for _ in range(3):
+        H = fastbp.dense_forward(X, W1, b1, "tanh")
+        Y = fastbp.dense_forward(H, W2, b2, "identity")
+        _, dY = fastbp.squared_error(Y, T, "mean")
+        dH, dW2, db2 = fastbp.dense_backward(dY, H, W2, Y, "identity")
+        _, dW1, db1 = fastbp.dense_backward(dH, X, W1, H, "tanh", need_dX=False)
+        for p, g in ((W1, dW1), (b1, db1), (W2, dW2), (b2, db2)):
+            p -= 0.01 * g
+print("workload done")

@@ -1,0 +1,29 @@
+# Stubs of the compiled network passes (src/fastbp/_network.pyx).
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+_F64 = npt.NDArray[np.float64]
+
+LOSSES: tuple[str, ...]
+REDUCTIONS: tuple[str, ...]
+
+def activation_code(name: Any) -> int: ...
+def all_finite(a: _F64) -> bool: ...
+def gather_rows(src: npt.NDArray[Any], index: npt.NDArray[np.int64], start: int, count: int,
+                dst: npt.NDArray[Any]) -> None: ...
+
+class NetworkCore:
+    n_layers: int
+    capacity: int
+    softmax_output: bool
+    def __init__(self, sizes: Sequence[int], act_codes: Sequence[int], params: _F64,
+                 grads: _F64, softmax_output: bool = ...) -> None: ...
+    def reserve(self, rows: int) -> None: ...
+    def step(self, X: _F64, T: Any, loss: int = ..., reduction: int = ...,
+             sample_weight: Any = ..., backward: bool = ..., lr: float = ...,
+             weight_decay: float = ..., update: bool = ...) -> float: ...
+    def forward(self, X: _F64, out: _F64) -> _F64: ...
+    def per_example_grad_norms(self, X: _F64, T: Any, loss: int, reduction: int,
+                               sample_weight: Any, out: _F64) -> _F64: ...

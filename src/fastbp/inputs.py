@@ -1,0 +1,87 @@
+"""Checks and one-time conversion of user data (X, T, sample weights).
+
+Run once per call of fit / predict / gradients, never per mini-batch.  The
+caller's arrays are never written: a conversion makes a copy, and an array
+that is already float64 and C-contiguous is used as it is, read-only.
+"""
+
+import numpy as np
+
+from fastbp._network import all_finite
+
+LOSSES = ("squared_error", "cross_entropy")
+
+
+def _numeric(a, name):
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like of numbers, got {type(a).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _finite(arr, name):
+    if not all_finite(arr):
+        raise ValueError(f"{name} holds NaN or infinity; clean the data or pass check_finite=False")
+
+
+def as_inputs(X, n_features, name="X", check_finite=True):
+    """X as a C-contiguous float64 (N, n_features) array."""
+    arr = _numeric(X, name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, {n_features}), got {arr.ndim}-D with shape {arr.shape}; "
+            f"reshape a single example with {name}.reshape(1, -1)")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} columns (the network's input width), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if check_finite:
+        _finite(arr, name)
+    return arr
+
+
+def as_targets(T, n_rows, n_outputs, loss, name="T", check_finite=True):
+    """T as float64 (N, n_outputs) rows, or, for cross_entropy, int64 labels (N,).
+
+    For squared_error with one output, a 1-D T of N values is read as a column.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    arr = _numeric(T, name)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"{name} must have {n_rows} rows (one per row of X), got shape {arr.shape}")
+    if arr.ndim == 1:
+        if loss == "cross_entropy":
+            if arr.dtype.kind not in "iu":
+                raise TypeError(
+                    f"{name} as 1-D class labels must have an integer dtype, got {arr.dtype}; "
+                    f"use {name}.astype(int) or one-hot rows of width {n_outputs}")
+            labels = np.ascontiguousarray(arr, dtype=np.int64)
+            if labels.size and (labels.min() < 0 or labels.max() >= n_outputs):
+                raise ValueError(
+                    f"{name} holds class labels in [0, {n_outputs}) (the output width), "
+                    f"got values from {labels.min()} to {labels.max()}")
+            return labels
+        if n_outputs != 1:
+            raise ValueError(f"{name} must be 2-D ({n_rows}, {n_outputs}), got 1-D shape {arr.shape}")
+        arr = arr.reshape(n_rows, 1)
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have {n_outputs} columns (the network's output width), got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if check_finite:
+        _finite(arr, name)
+    return arr
+
+
+def as_sample_weight(w, n_rows, name="sample_weight"):
+    """Sample weights as a float64 (N,) array; checked further by the core."""
+    if w is None:
+        return None
+    arr = _numeric(w, name)
+    if arr.shape != (n_rows,):
+        raise ValueError(f"{name} must have shape ({n_rows},) (one weight per row of X), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64)

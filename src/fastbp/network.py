@@ -1,0 +1,464 @@
+"""Multi-layer perceptron on the fused kernels.
+
+``MLP(sizes)`` is a stack of dense layers, layer ℓ mapping width
+``sizes[ℓ]`` to ``sizes[ℓ+1]``: Z = A Wᵀ + b, A' = g(Z) (seed 002, eqs 10,
+11), trained by backprop, seed 001's δ^(ℓ) = (W^(ℓ+1)ᵀ δ^(ℓ+1)) ⊙ σ'(z^(ℓ)),
+run for a whole batch in one compiled call (``fastbp._network``).
+
+Memory layout: all parameters live in ONE flat float64 vector ``params``
+(every W_ℓ row-major, then every b_ℓ) and all gradients in another,
+``grads``; ``weights``, ``biases``, ``grad_weights`` and ``grad_biases`` are
+views into them.  Activations and deltas live in a workspace made once for
+the largest batch seen, so ``train_step`` and ``fit`` allocate nothing per
+step.
+
+Thread model: an MLP is not safe to use from two threads at once (its
+workspace is shared by every call).  ``fit``, ``train_step``, ``gradients``,
+``per_example_grad_norms``, ``loss`` and ``forward``/``predict`` take a
+per-object lock without waiting and raise RuntimeError if another thread
+holds it (the lock is re-entrant, so a fit callback may call predict on its
+own network).  Different MLP objects can train in parallel threads: the
+compiled passes release the GIL.
+"""
+
+import math
+import operator
+import threading
+
+import numpy as np
+
+from fastbp import _network
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets
+from fastbp.optim import SGD, make_optimizer
+
+__all__ = ["MLP", "ACTIVATIONS", "OUTPUT_ACTIVATIONS", "LOSSES"]
+
+ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+# softmax: forward/predict return probabilities; trained with cross_entropy.
+OUTPUT_ACTIVATIONS = ACTIVATIONS + ("softmax",)
+LOSSES = _network.LOSSES
+REDUCTIONS = _network.REDUCTIONS
+_LOSS_CODE = {name: i for i, name in enumerate(LOSSES)}
+_REDUCTION_CODE = {name: i for i, name in enumerate(REDUCTIONS)}
+# Rows per compiled call when a whole data set is evaluated (bounds the workspace).
+_CHUNK = 512
+
+
+def _codes(loss, reduction):
+    try:
+        lc = _LOSS_CODE[loss]
+    except (KeyError, TypeError):
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}") from None
+    try:
+        rc = _REDUCTION_CODE[reduction]
+    except (KeyError, TypeError):
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}") from None
+    return lc, rc
+
+
+def _sizes(sizes):
+    try:
+        out = tuple(_int(s) for s in sizes)
+    except TypeError:
+        raise TypeError(f"sizes must be a sequence of ints like [784, 256, 10], got {sizes!r}") from None
+    if len(out) < 2:
+        raise ValueError(f"sizes needs at least 2 widths (input and output), got {list(out)}")
+    if min(out) < 1:
+        raise ValueError(f"every width in sizes must be >= 1, got {list(out)}")
+    return out
+
+
+def _int(value):
+    if isinstance(value, bool):
+        raise TypeError
+    return operator.index(value)
+
+
+def _hidden_activations(activation, n_hidden):
+    names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+    if len(names) != n_hidden:
+        raise ValueError(
+            f"activation must be one name or one per hidden layer ({n_hidden}), got {len(names)}: {names}")
+    for a in names:
+        if a not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {a!r}")
+    return tuple(names)
+
+
+class _Views(list):
+    """A list of views into a flat buffer: ``views[i] = A`` copies A into the
+    view (same shape), so the flat buffer stays the one source of truth."""
+
+    def __setitem__(self, i, value):
+        if not isinstance(i, int):
+            raise TypeError("assign one layer at a time: views[i] = array")
+        view = self[i]
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != view.shape:
+            raise ValueError(f"layer {i} must have shape {view.shape}, got {value.shape}")
+        view[...] = value
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError("the number of layers is fixed; assign into the arrays instead")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = _fixed
+
+
+class MLP:
+    """A dense feed-forward network in float64.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Widths from input to output, e.g. ``[784, 256, 256, 10]`` (at least
+        one layer).
+    activation : str or sequence of str
+        Hidden activation, a name from ``fastbp.ACTIVATIONS``, or one name per
+        hidden layer.
+    output_activation : str
+        Activation of the last layer: one of ``ACTIVATIONS`` or ``"softmax"``
+        (then ``forward`` returns probabilities; train it with
+        ``loss="cross_entropy"``, which fuses the softmax with the loss).
+    seed : int or None
+        Seed of ``numpy.random.default_rng`` for the Glorot-uniform
+        initialisation W ~ U(±√(6 / (fan_in + fan_out))), b = 0.
+
+    Methods: ``forward``/``predict`` (inference), ``gradients`` (loss and
+    gradient lists), ``per_example_grad_norms``, ``train_step`` (one
+    in-place step on one batch: what the benchmarks time), ``fit``
+    (mini-batch training), ``loss``, ``save``/``load``.
+
+    Not thread-safe: see the module docstring.
+    """
+
+    def __init__(self, sizes, activation="sigmoid", output_activation="identity", seed=None):
+        self._sizes = _sizes(sizes)
+        L = len(self._sizes) - 1
+        self._hidden = _hidden_activations(activation, L - 1)
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
+        self._output_activation = output_activation
+        self._build()
+        rng = np.random.default_rng(seed)
+        for W in self._weights:
+            d, k = W.shape
+            limit = math.sqrt(6.0 / (k + d))
+            W[...] = rng.uniform(-limit, limit, size=(d, k))
+        for b in self._biases:
+            b[...] = 0.0
+
+    def _build(self):
+        """Flat params/grads, their per-layer views, and the compiled core."""
+        s = self._sizes
+        shapes = [(s[l + 1], s[l]) for l in range(len(s) - 1)]
+        self.n_weights = sum(d * k for d, k in shapes)
+        n_params = self.n_weights + sum(d for d, _ in shapes)
+        self._params = np.zeros(n_params)
+        self._grads = np.zeros(n_params)
+
+        def views(flat):
+            ws, bs, off = [], [], 0
+            for d, k in shapes:
+                ws.append(flat[off:off + d * k].reshape(d, k))
+                off += d * k
+            for d, _ in shapes:
+                bs.append(flat[off:off + d])
+                off += d
+            return tuple(ws), tuple(bs)
+
+        self._weights, self._biases = map(_Views, views(self._params))
+        self._grad_weights, self._grad_biases = map(_Views, views(self._grads))
+        out = "identity" if self._output_activation == "softmax" else self._output_activation
+        codes = [_network.activation_code(a) for a in self._hidden + (out,)]
+        self._core = _network.NetworkCore(list(s), codes, self._params, self._grads,
+                                          self._output_activation == "softmax")
+        # re-entrant: a fit callback may call predict/loss on its own network
+        self._lock = threading.RLock()
+        self._step_optimizers = {}
+
+    # -- structure -------------------------------------------------------
+
+    @property
+    def sizes(self):
+        """Layer widths, input first."""
+        return self._sizes
+
+    @property
+    def activations(self):
+        """Activation of every layer (hidden ones, then the output's)."""
+        return self._hidden + (self._output_activation,)
+
+    @property
+    def output_activation(self):
+        return self._output_activation
+
+    @property
+    def n_params(self):
+        return self._params.shape[0]
+
+    @property
+    def params(self):
+        """All parameters as one flat float64 vector (weights, then biases); writable in place."""
+        return self._params
+
+    @property
+    def grads(self):
+        """The flat gradient buffer: the last step's gradient, laid out like ``params``."""
+        return self._grads
+
+    @property
+    def weights(self):
+        """W_ℓ, shaped (sizes[ℓ+1], sizes[ℓ]): views into ``params``, writable in
+        place (``net.weights[0][...] = W`` or ``net.weights[0] = W`` copy W in)."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, values):
+        self._assign(self._weights, values, "weights")
+
+    @property
+    def biases(self):
+        """b_ℓ, shaped (sizes[ℓ+1],): views into ``params``, writable in place."""
+        return self._biases
+
+    @biases.setter
+    def biases(self, values):
+        self._assign(self._biases, values, "biases")
+
+    @property
+    def grad_weights(self):
+        """Views of ``grads`` shaped like ``weights`` (overwritten by the next step)."""
+        return self._grad_weights
+
+    @property
+    def grad_biases(self):
+        return self._grad_biases
+
+    @staticmethod
+    def _assign(views, values, name):
+        values = list(values)
+        if len(values) != len(views):
+            raise ValueError(f"{name} needs {len(views)} arrays, got {len(values)}")
+        for i, (view, v) in enumerate(zip(views, values)):
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != view.shape:
+                raise ValueError(f"{name}[{i}] must have shape {view.shape}, got {v.shape}")
+            view[...] = v
+
+    # pickle / copy.deepcopy: the structure and the parameters; the compiled
+    # core, the workspace and optimiser state are rebuilt empty.
+    def __getstate__(self):
+        return {"sizes": self._sizes, "hidden": self._hidden,
+                "output_activation": self._output_activation, "params": self._params.copy()}
+
+    def __setstate__(self, state):
+        self._sizes = state["sizes"]
+        self._hidden = state["hidden"]
+        self._output_activation = state["output_activation"]
+        self._build()
+        self._params[...] = state["params"]
+
+    def __repr__(self):
+        return (f"MLP(sizes={list(self._sizes)}, activation={list(self._hidden)}, "
+                f"output_activation={self._output_activation!r})")
+
+    # -- locking -----------------------------------------------------------
+
+    def _acquire(self, what):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"MLP.{what}: this network is in use by another thread (fit, train_step, "
+                "gradients); an MLP is not safe to train from two threads at once")
+
+    # -- inference ---------------------------------------------------------
+
+    def forward(self, X):
+        """Y = the network's output for X, a C-contiguous float64 (N, sizes[0]) array.
+
+        Returns a new (N, sizes[-1]) array.  Use ``predict`` for array-likes.
+        """
+        n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
+        out = np.empty((n, self._sizes[-1]))
+        self._acquire("forward")  # the workspace is shared with training
+        try:
+            self._core.reserve(min(n, _CHUNK))
+            return self._core.forward(X, out)
+        finally:
+            self._lock.release()
+
+    def predict(self, X, check_finite=True):
+        """``forward`` for any array-like X (converted once to float64, checked)."""
+        X = as_inputs(X, self._sizes[0], "X", check_finite)
+        return self.forward(X)
+
+    # -- gradients ---------------------------------------------------------
+
+    def gradients(self, X, T, loss="squared_error", reduction="sum", sample_weight=None):
+        """(loss, grad_weights, grad_biases) of the loss on the batch (X, T).
+
+        loss="squared_error": "sum" J = Σ (T − Y)², δY = 2(Y − T); "half" ½ Σ,
+        δY = Y − T; "mean" "sum" divided by the N rows.  loss="cross_entropy":
+        softmax of the output fused with −Σ T log P (gradient P − T on the
+        output's pre-softmax values), T as one-hot/probability rows or int
+        class labels; reduction "sum" or "mean".  The output must then be
+        "identity" (logits) or "softmax".
+
+        ``sample_weight`` (N,) weights example i's cost by w_i N / Σ w (so
+        all-equal weights change nothing, whatever their scale).
+
+        Returns fresh arrays (copies): the lists are shaped like ``weights``
+        and ``biases``.
+        """
+        lc, rc = _codes(loss, reduction)
+        self._check_loss(loss)
+        X = as_inputs(X, self._sizes[0], "X", check_finite=False)
+        T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite=False)
+        w = as_sample_weight(sample_weight, X.shape[0])
+        self._acquire("gradients")
+        try:
+            J = self._core.step(X, T, lc, rc, w, True)
+            flat = self._grads.copy()
+        finally:
+            self._lock.release()
+        gw, gb, off = [], [], 0
+        for W in self._weights:
+            gw.append(flat[off:off + W.size].reshape(W.shape))
+            off += W.size
+        for b in self._biases:
+            gb.append(flat[off:off + b.size])
+            off += b.size
+        return J, gw, gb
+
+    def per_example_grad_norms(self, X, T, loss="squared_error", reduction="sum", sample_weight=None):
+        """‖∇_θ J_i‖ for every example i, J_i its term of the reduced loss.
+
+        Built without per-example gradients: a dense layer's per-example
+        weight gradient is the outer product δz_i a_iᵀ, whose norm is
+        ‖δz_i‖ ‖a_i‖, and its bias gradient is δz_i, so
+        ‖∇J_i‖² = Σ_ℓ ‖δz_i^ℓ‖² (‖a_i^(ℓ−1)‖² + 1).
+        """
+        lc, rc = _codes(loss, reduction)
+        self._check_loss(loss)
+        X = as_inputs(X, self._sizes[0], "X", check_finite=False)
+        T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite=False)
+        w = as_sample_weight(sample_weight, X.shape[0])
+        out = np.empty(X.shape[0])
+        self._acquire("per_example_grad_norms")
+        try:
+            self._core.reserve(min(X.shape[0], _CHUNK))
+            return self._core.per_example_grad_norms(X, T, lc, rc, w, out)
+        finally:
+            self._lock.release()
+
+    def _check_loss(self, loss):
+        out = self._output_activation
+        if loss == "cross_entropy" and out not in ("identity", "softmax"):
+            raise ValueError(
+                f"loss 'cross_entropy' fuses a softmax with the loss and needs output_activation "
+                f"'identity' (logits) or 'softmax', got {out!r}")
+        if loss == "squared_error" and out == "softmax":
+            raise ValueError("output_activation 'softmax' is trained with loss='cross_entropy', got 'squared_error'")
+
+    # -- training ----------------------------------------------------------
+
+    def train_step(self, X, T, lr=None, loss="squared_error", reduction="mean", optimizer=None):
+        """One training step on one batch; returns the batch loss (before the update).
+
+        Forward, loss, backward into ``grads``, then the optimiser's update
+        of ``params``; no shuffling, nothing allocated once the workspace
+        for this batch size exists.  X must be a C-contiguous float64
+        (N, sizes[0]) array, T float64 (N, sizes[-1]) (or int64 labels (N,)
+        for cross_entropy): no conversion is made here (see ``fit``).
+
+        optimizer: None is plain SGD with ``lr`` (default 0.01), fused into
+        the compiled pass; a name ("sgd", "momentum", "nesterov", "adam")
+        uses an optimiser this network keeps per name (so its state carries
+        over between calls); an Optimizer object is used as given.  ``lr``
+        overrides the optimiser's own learning rate when given.
+        """
+        lc, rc = _codes(loss, reduction)
+        if lc == 1 or self._output_activation == "softmax":
+            self._check_loss(loss)
+        self._acquire("train_step")
+        try:
+            if optimizer is None:
+                if lr is None:
+                    lr = SGD.default_lr
+                elif not lr > 0:
+                    raise ValueError(f"lr must be > 0, got {lr!r}")
+                return self._core.step(X, T, lc, rc, None, True, lr, 0.0, True)
+            if isinstance(optimizer, str):
+                opt = self._step_optimizers.get(optimizer)
+                if opt is None:
+                    opt = self._step_optimizers[optimizer] = make_optimizer(optimizer)
+            else:
+                opt = make_optimizer(optimizer)  # checks it is an Optimizer
+            J = self._core.step(X, T, lc, rc, None, True)
+            opt.step(self._params, self._grads, lr=lr, n_decay=self.n_weights)
+            return J
+        finally:
+            self._lock.release()
+
+    def fit(self, X, T, epochs=10, batch_size=32, lr=None, optimizer="sgd",
+            loss="squared_error", reduction="mean", weight_decay=0.0, shuffle=True,
+            seed=None, validation_data=None, early_stopping=False, patience=10,
+            min_delta=0.0, restore_best_weights=True, callback=None, progress=None,
+            check_finite=True):
+        """Mini-batch training; returns the history, a dict of per-epoch lists.
+
+        history["loss"]: each epoch's training loss (its batches' losses,
+        reduced like ``reduction`` over the whole data set);
+        history["val_loss"]: the loss on ``validation_data=(X_val, T_val)``
+        after each epoch, when given.
+
+        optimizer: "sgd", "momentum", "nesterov", "adam" (made with ``lr`` and
+        ``weight_decay``, an L2 penalty on the weights) or an Optimizer
+        object (``lr``, when given, overrides its own).
+        early_stopping: stop after ``patience`` epochs without an improvement
+        of more than ``min_delta`` in the validation loss (the training loss
+        without validation data); ``restore_best_weights`` puts back the
+        parameters of the best epoch.
+        callback(epoch, history): called after every epoch; returning True
+        stops training.
+        progress: None shows a progress bar (tqdm, if installed) when stderr
+        is a terminal outside CI and the fit has at least 10 000 steps; True
+        or False forces it.
+
+        X and T are checked once (2-D, matching rows and widths, finite
+        unless check_finite=False) and never modified.  Not thread-safe: a
+        second concurrent fit of the same object raises RuntimeError.
+        """
+        from fastbp.training import fit
+        return fit(self, X, T, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                   loss=loss, reduction=reduction, weight_decay=weight_decay, shuffle=shuffle,
+                   seed=seed, validation_data=validation_data, early_stopping=early_stopping,
+                   patience=patience, min_delta=min_delta,
+                   restore_best_weights=restore_best_weights, callback=callback,
+                   progress=progress, check_finite=check_finite)
+
+    def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
+        """The loss of the network on a data set (forward only, in chunks)."""
+        from fastbp.training import dataset_loss
+        lc, rc = _codes(loss, reduction)
+        self._check_loss(loss)
+        X = as_inputs(X, self._sizes[0], "X", check_finite)
+        T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite)
+        self._acquire("loss")
+        try:
+            return dataset_loss(self, X, T, lc, rc)
+        finally:
+            self._lock.release()
+
+    # -- checkpoints -------------------------------------------------------
+
+    def save(self, path):
+        """Write sizes, activations and parameters to ``path`` (an .npz), atomically."""
+        from fastbp.checkpoint import save
+        save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """The MLP saved at ``path``; raises CheckpointError (a ValueError) for a
+        truncated or foreign file and FileNotFoundError for a missing one."""
+        from fastbp.checkpoint import load
+        return load(path, cls)

@@ -1,0 +1,508 @@
+"""MLP: gradients against a network composed of fastbp.reference kernels,
+against finite differences and seed 000's path sums; per-example norms;
+views; input checks; no allocation per training step."""
+
+import itertools
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fastbp import reference as ref
+from fastbp.network import ACTIVATIONS, MLP
+
+RTOL = 1e-10
+
+
+# ---------------------------------------------------------------------------
+# The oracle: the same network written with the NumPy reference kernels.
+# ---------------------------------------------------------------------------
+
+def ref_softmax(Z):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)
+
+
+def ref_loss(Y, T, loss, reduction, weights=None):
+    """(J, ∂J/∂Y): squared error from reference.squared_error, cross entropy
+    of softmax(Y) written out; ``weights`` scale example i by w_i N / Σ w."""
+    n = Y.shape[0]
+    r = np.ones(n) if weights is None else weights * n / weights.sum()
+    if loss == "squared_error":
+        scale = {"sum": 1.0, "half": 0.5, "mean": 1.0 / max(n, 1)}[reduction]
+        J = scale * float(np.sum(r[:, None] * (T - Y) ** 2))
+        _, dY = ref.squared_error(Y, T, reduction)
+        return J, r[:, None] * dY
+    if T.ndim == 1:
+        T = np.eye(Y.shape[1])[T]
+    scale = {"sum": 1.0, "mean": 1.0 / max(n, 1)}[reduction]
+    P = ref_softmax(Y)
+    J = -scale * float(np.sum(r[:, None] * T * np.log(P)))
+    return J, scale * r[:, None] * (T.sum(axis=1, keepdims=True) * P - T)
+
+
+def ref_network(net, X, T, loss="squared_error", reduction="sum", weights=None):
+    """(J, dWs, dbs) by reference.dense_forward / dense_backward / the loss."""
+    acts = list(net.activations)
+    if acts[-1] == "softmax":
+        acts[-1] = "identity"  # the softmax lives in the loss
+    A = [X]
+    for W, b, a in zip(net.weights, net.biases, acts):
+        A.append(ref.dense_forward(A[-1], W, b, a))
+    J, dY = ref_loss(A[-1], T, loss, reduction, weights)
+    dWs, dbs = [None] * len(acts), [None] * len(acts)
+    for l in reversed(range(len(acts))):
+        dX, dWs[l], dbs[l] = ref.dense_backward(dY, A[l], net.weights[l], A[l + 1], acts[l],
+                                                need_dX=l > 0)
+        dY = dX
+    return J, dWs, dbs
+
+
+def random_net(rng, depth, activation, output="identity", max_width=7):
+    sizes = [int(rng.integers(1, max_width + 1)) for _ in range(depth + 1)]
+    return MLP(sizes, activation=activation, output_activation=output,
+               seed=int(rng.integers(1 << 30)))
+
+
+def assert_close(got, want, rtol=RTOL):
+    want = np.asarray(want)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max(initial=0.0)))
+
+
+def assert_grads_match(net, X, T, **kw):
+    J, gw, gb = net.gradients(X, T, **kw)
+    Jr, rw, rb = ref_network(net, X, T, **{k: v for k, v in kw.items() if k != "sample_weight"},
+                             weights=kw.get("sample_weight"))
+    assert_close(J, Jr)
+    for g, r in zip(gw + gb, rw + rb):
+        assert g.shape == r.shape
+        assert_close(g, r)
+
+
+# ---------------------------------------------------------------------------
+# Gradients against the reference network
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("reduction", ["sum", "half", "mean"])
+def test_squared_error_gradients_match_reference(activation, depth, reduction):
+    rng = np.random.default_rng([depth, len(activation), len(reduction)])
+    net = random_net(rng, depth, activation, output=activation)
+    n = int(rng.integers(1, 9))
+    X = rng.normal(size=(n, net.sizes[0]))
+    T = rng.normal(size=(n, net.sizes[-1]))
+    assert_grads_match(net, X, T, reduction=reduction)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_cross_entropy_gradients_match_reference(activation, depth):
+    rng = np.random.default_rng([depth, len(activation), 7])
+    net = random_net(rng, depth, activation)
+    n = int(rng.integers(1, 9))
+    X = rng.normal(size=(n, net.sizes[0]))
+    labels = rng.integers(0, net.sizes[-1], size=n)
+    onehot = np.eye(net.sizes[-1])[labels]
+    for reduction in ("sum", "mean"):
+        assert_grads_match(net, X, labels, loss="cross_entropy", reduction=reduction)
+        # labels stand for one-hot rows, exactly
+        a, b = net.gradients(X, labels, "cross_entropy", reduction), net.gradients(X, onehot, "cross_entropy", reduction)
+        assert a[0] == pytest.approx(b[0], rel=1e-14)
+        for g, h in zip(a[1] + a[2], b[1] + b[2]):
+            np.testing.assert_allclose(g, h, rtol=1e-13, atol=1e-15)
+    # soft targets (rows need not sum to one: gradient (Σ T) P − T)
+    soft = rng.uniform(size=(n, net.sizes[-1]))
+    assert_grads_match(net, X, soft, loss="cross_entropy", reduction="sum")
+
+
+@given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 4),
+       acts=st.lists(st.sampled_from(ACTIVATIONS), min_size=4, max_size=4),
+       n=st.integers(0, 6))
+def test_mixed_activations_match_reference(seed, depth, acts, n):
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 8)) for _ in range(depth + 1)]
+    net = MLP(sizes, activation=acts[:depth - 1], output_activation=acts[-1], seed=seed)
+    X = rng.normal(size=(n, sizes[0]))
+    T = rng.normal(size=(n, sizes[-1]))
+    assert_grads_match(net, X, T, reduction="mean")
+
+
+def test_wide_layers_take_the_blas_path():
+    rng = np.random.default_rng(3)
+    net = MLP([65, 97, 33, 5], activation=["tanh", "relu"], output_activation="sigmoid", seed=1)
+    X = rng.normal(size=(41, 65))
+    T = rng.uniform(size=(41, 5))
+    assert_grads_match(net, X, T, reduction="sum")
+    logits_net = MLP([65, 97, 33, 5], activation="sigmoid", seed=2)
+    assert_grads_match(logits_net, X, rng.integers(0, 5, 41), loss="cross_entropy", reduction="mean")
+
+
+def test_forward_predict_match_reference():
+    rng = np.random.default_rng(4)
+    net = MLP([5, 9, 3], activation="tanh", output_activation="sigmoid", seed=2)
+    X = rng.normal(size=(1100, 5))  # more rows than one chunk
+    A = X
+    for W, b, a in zip(net.weights, net.biases, net.activations):
+        A = ref.dense_forward(A, W, b, a)
+    assert_close(net.forward(X), A)
+    np.testing.assert_array_equal(net.predict(X.tolist()), net.forward(X))
+
+
+def test_softmax_output_gives_probabilities():
+    rng = np.random.default_rng(5)
+    net = MLP([4, 6, 3], activation="relu", output_activation="softmax", seed=0)
+    net.weights[1][...] *= 300.0  # huge logits: the stable form must not overflow
+    X = rng.normal(size=(20, 4))
+    P = net.forward(X)
+    assert np.isfinite(P).all()
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-14)
+    logits = ref.dense_forward(ref.dense_forward(X, net.weights[0], net.biases[0], "relu"),
+                               net.weights[1], net.biases[1], "identity")
+    assert_close(P, ref_softmax(logits))
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    net = MLP([2, 3], output_activation="identity", seed=0)
+    net.weights[0][...] = [[1e4, 0], [0, 1e4], [-1e4, 0]]
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    J, gw, gb = net.gradients(X, np.array([1, 1]), loss="cross_entropy")
+    # row 0: logits (1e4, 0, −1e4), label 1: loss 1e4, P = (1, 0, 0)
+    assert J == pytest.approx(1e4, rel=1e-12)
+    assert all(np.isfinite(g).all() for g in gw + gb)
+    np.testing.assert_allclose(gb[0], [1.0, -1.0, 0.0], atol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Finite differences and seed 000's path sums: oracles independent of ours
+# ---------------------------------------------------------------------------
+
+def numeric_gradient(net, X, T, loss, reduction, h=1e-6):
+    p = net.params
+    g = np.empty_like(p)
+    for j in range(p.size):
+        old = p[j]
+        p[j] = old + h
+        up = net.gradients(X, T, loss, reduction)[0]
+        p[j] = old - h
+        down = net.gradients(X, T, loss, reduction)[0]
+        p[j] = old
+        g[j] = (up - down) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity", "relu"])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+def test_gradients_match_finite_differences(activation, loss):
+    rng = np.random.default_rng(11)
+    net = MLP([3, 5, 4, 3], activation=activation, seed=3)
+    for b in net.biases:  # b = 0 would put relu units of all-zero rows on the kink
+        b[...] = rng.normal(size=b.shape)
+    X = rng.normal(size=(6, 3))
+    T = rng.integers(0, 3, 6) if loss == "cross_entropy" else rng.normal(size=(6, 3))
+    J, gw, gb = net.gradients(X, T, loss, "mean")
+    analytic = np.concatenate([g.ravel() for g in gw] + gb)
+    numeric = numeric_gradient(net, X, T, loss, "mean")
+    # relu's kink: no input here sits within h of zero pre-activation (seeded)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+def path_sum_gradients(Ws, x, t):
+    """∂E/∂w for E = ½ Σ (t − y)² of a linear, bias-free net, by seed 000's
+    path form: ∂E/∂W^ℓ[j, i] = a_i^(ℓ−1) Σ_k δ_k Σ_paths(j→k) Π w."""
+    acts = [x]
+    for W in Ws:
+        acts.append(W @ acts[-1])
+    delta = acts[-1] - t
+    L = len(Ws)
+    grads = []
+    for l in range(L):
+        G = np.zeros_like(Ws[l])
+        for j, i in itertools.product(range(Ws[l].shape[0]), range(Ws[l].shape[1])):
+            total = 0.0
+            # neurons visited after layer l: one per later layer, ending at output k
+            widths = [W.shape[0] for W in Ws[l + 1:]]
+            for path in itertools.product(*[range(w) for w in widths]):
+                prod, prev = 1.0, j
+                for m, node in enumerate(path):
+                    prod *= Ws[l + 1 + m][node, prev]
+                    prev = node
+                total += delta[prev] * prod
+            G[j, i] = acts[l][i] * total
+        grads.append(G)
+    return grads
+
+
+def test_linear_net_matches_seed_000_path_sums():
+    rng = np.random.default_rng(0)
+    net = MLP([2, 3, 2, 2], activation="identity", seed=5)
+    x, t = rng.normal(size=2), rng.normal(size=2)
+    _, gw, gb = net.gradients(x[None, :], t[None, :], reduction="half")
+    for g, want in zip(gw, path_sum_gradients(net.weights, x, t)):
+        np.testing.assert_allclose(g, want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["half", "sum", "mean"])
+def test_linear_net_matches_fastbp_paths(reduction):
+    paths = pytest.importorskip("fastbp.paths")  # the graph issue's path-sum oracle
+    rng = np.random.default_rng(1)
+    net = MLP([3, 2, 3, 2], activation="identity", seed=6)
+    for b in net.biases:
+        b[...] = rng.normal(size=b.shape)
+    X, T = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    _, gw, gb = net.gradients(X, T, reduction=reduction)
+    want_w = paths.gradient(list(net.weights), X, T, list(net.biases), reduction=reduction)
+    want_b = paths.bias_gradient(list(net.weights), X, T, list(net.biases), reduction=reduction)
+    for g, want in zip(gw + gb, list(want_w) + list(want_b)):
+        np.testing.assert_allclose(g, want, rtol=1e-11, atol=1e-13)
+
+
+# ---------------------------------------------------------------------------
+# Sample weights and per-example gradient norms
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+def test_sample_weight_matches_reference_and_repetition(loss):
+    rng = np.random.default_rng(8)
+    net = MLP([4, 6, 3], activation="tanh", seed=1)
+    X = rng.normal(size=(5, 4))
+    T = rng.integers(0, 3, 5) if loss == "cross_entropy" else rng.normal(size=(5, 3))
+    w = np.array([2.0, 1.0, 0.0, 3.0, 1.0])
+    assert_grads_match(net, X, T, loss=loss, reduction="sum", sample_weight=w)
+    # weight k = the row repeated k times, under the mean
+    rep = np.repeat(np.arange(5), w.astype(int))
+    a = net.gradients(X, T, loss, "mean", sample_weight=w)
+    b = net.gradients(X[rep], T[rep], loss, "mean")
+    assert a[0] == pytest.approx(b[0], rel=1e-12)
+    for g, h in zip(a[1] + a[2], b[1] + b[2]):
+        np.testing.assert_allclose(g, h, rtol=1e-12, atol=1e-14)
+    # all-equal weights of any scale change nothing
+    c = net.gradients(X, T, loss, "sum", sample_weight=np.full(5, 7.5))
+    d = net.gradients(X, T, loss, "sum")
+    assert c[0] == pytest.approx(d[0], rel=1e-13)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.array([1.0, -1.0, 1.0]), ">= 0"),
+    (np.zeros(3), "positive sum"),
+    (np.array([1.0, np.nan, 1.0]), "finite"),
+    (np.ones(4), r"shape \(3,\)"),
+])
+def test_bad_sample_weight(bad, match):
+    net = MLP([2, 1], seed=0)
+    with pytest.raises(ValueError, match=match):
+        net.gradients(np.ones((3, 2)), np.ones((3, 1)), sample_weight=bad)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("loss, reduction", [("squared_error", "sum"), ("squared_error", "mean"),
+                                             ("squared_error", "half"), ("cross_entropy", "mean")])
+def test_per_example_grad_norms_match_one_at_a_time(activation, loss, reduction):
+    rng = np.random.default_rng([len(activation), len(loss), len(reduction)])
+    net = MLP([5, 7, 6, 3], activation=activation, seed=4)
+    n = 9
+    X = rng.normal(size=(n, 5))
+    T = rng.integers(0, 3, n) if loss == "cross_entropy" else rng.normal(size=(n, 3))
+    w = rng.uniform(0.5, 2.0, n)
+    for weights in (None, w):
+        norms = net.per_example_grad_norms(X, T, loss, reduction, sample_weight=weights)
+        r = np.ones(n) if weights is None else weights * n / weights.sum()
+        per_row = {"sum": 1.0, "half": 1.0, "mean": 1.0 / n}[reduction]
+        want = []
+        for i in range(n):
+            red = "half" if reduction == "half" else "sum"
+            _, gw, gb = net.gradients(X[i:i + 1], T[i:i + 1], loss, red)
+            want.append(per_row * r[i] * np.sqrt(sum(float((g ** 2).sum()) for g in gw + gb)))
+        np.testing.assert_allclose(norms, want, rtol=1e-10)
+
+
+def test_per_example_grad_norms_over_several_chunks():
+    rng = np.random.default_rng(2)
+    net = MLP([3, 4, 2], activation="sigmoid", seed=0)
+    X = rng.normal(size=(1300, 3))
+    T = rng.normal(size=(1300, 2))
+    norms = net.per_example_grad_norms(X, T, reduction="mean")
+    _, gw, gb = net.gradients(X[1299:], T[1299:])
+    assert norms[1299] == pytest.approx(np.sqrt(sum((g ** 2).sum() for g in gw + gb)) / 1300, rel=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# Construction, views, flat buffers
+# ---------------------------------------------------------------------------
+
+def test_glorot_uniform_initialisation_is_seeded():
+    a, b = MLP([30, 20, 10], seed=42), MLP([30, 20, 10], seed=42)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert not np.array_equal(a.params, MLP([30, 20, 10], seed=43).params)
+    for W in a.weights:
+        limit = np.sqrt(6.0 / sum(W.shape))
+        assert np.abs(W).max() <= limit
+        assert np.abs(W).max() > 0.8 * limit  # spread over the range, not a constant
+    assert all((b == 0).all() for b in a.biases)
+
+
+def test_weights_and_gradients_are_views_of_flat_buffers():
+    net = MLP([3, 4, 2], seed=0)
+    assert net.params.shape == (3 * 4 + 4 * 2 + 4 + 2,) and net.grads.shape == net.params.shape
+    for W in net.weights + net.biases:
+        assert np.shares_memory(W, net.params)
+    for G in net.grad_weights + net.grad_biases:
+        assert np.shares_memory(G, net.grads)
+    X = np.ones((2, 3))
+    before = net.forward(X)
+    net.weights[1][...] = 0.0
+    net.biases[1][...] = [1.0, 2.0]
+    np.testing.assert_array_equal(net.forward(X), [[1.0, 2.0]] * 2)
+    assert not np.array_equal(before, net.forward(X))
+    # the layout: all weights, then all biases
+    np.testing.assert_array_equal(net.params[-2:], [1.0, 2.0])
+    net.weights = [np.zeros((4, 3)), np.ones((2, 4))]
+    assert (net.weights[0] == 0).all() and (net.weights[1] == 1).all()
+    net.biases[0] = [1.0, 2.0, 3.0, 4.0]  # item assignment copies into the view
+    np.testing.assert_array_equal(net.params[12 + 8:12 + 8 + 4], [1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match=r"shape \(4,\)"):
+        net.biases[0] = [1.0]
+    with pytest.raises(TypeError, match="fixed"):
+        net.weights.append(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"weights\[1\] must have shape \(2, 4\)"):
+        net.weights = [np.zeros((4, 3)), np.ones((4, 2))]
+    # train_step leaves the batch gradient in the grads views
+    J, gw, gb = net.gradients(X, np.zeros((2, 2)), reduction="mean")
+    net.train_step(X, np.zeros((2, 2)), lr=0.1)
+    np.testing.assert_allclose(net.grad_weights[1], gw[1], rtol=1e-15)
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    (dict(sizes=[3]), ValueError, "at least 2"),
+    (dict(sizes=[3, 0, 2]), ValueError, ">= 1"),
+    (dict(sizes=[3, 2.5]), TypeError, "sequence of ints"),
+    (dict(sizes=[3, 4, 2], activation="softplus"), ValueError, "activation must be one of"),
+    (dict(sizes=[3, 4, 2], activation=["tanh", "relu"]), ValueError, "one per hidden layer"),
+    (dict(sizes=[3, 4, 2], output_activation="softmin"), ValueError, "output_activation"),
+])
+def test_constructor_errors(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        MLP(**kwargs)
+
+
+def test_loss_and_output_activation_must_agree():
+    X, T = np.ones((2, 3)), np.array([0, 1])
+    with pytest.raises(ValueError, match="cross_entropy.*output_activation"):
+        MLP([3, 2], output_activation="sigmoid").gradients(X, T, loss="cross_entropy")
+    with pytest.raises(ValueError, match="softmax.*cross_entropy"):
+        MLP([3, 2], output_activation="softmax").gradients(X, np.ones((2, 2)))
+    with pytest.raises(ValueError, match="'sum' or 'mean'"):
+        MLP([3, 2]).gradients(X, T, loss="cross_entropy", reduction="half")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        MLP([3, 2]).gradients(X, T, loss="hinge")
+
+
+@pytest.mark.parametrize("X, T, err, match", [
+    (np.ones((4, 2)), np.ones((4, 2)), ValueError, "3 columns"),
+    (np.ones(3), np.ones((1, 2)), ValueError, "2-D"),
+    (np.ones((4, 3)), np.ones((5, 2)), ValueError, "4 rows"),
+    (np.ones((4, 3)), np.ones((4, 3)), ValueError, "2 columns"),
+    (np.array([["a", "b", "c"]]), np.ones((1, 2)), TypeError, "real numbers"),
+    (np.ones((2, 3)), np.array([0.0, 1.0]), TypeError, "integer dtype"),
+    (np.ones((2, 3)), np.array([0, 2]), ValueError, r"class labels in \[0, 2\)"),
+])
+def test_gradients_input_errors(X, T, err, match):
+    net = MLP([3, 2], seed=0)
+    loss = "cross_entropy" if T.ndim == 1 else "squared_error"
+    with pytest.raises(err, match=match):
+        net.gradients(X, T, loss=loss)
+
+
+def test_forward_and_train_step_are_strict_predict_converts():
+    net = MLP([3, 2], seed=0)
+    with pytest.raises(TypeError, match="float64"):
+        net.forward(np.ones((2, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        net.forward([[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.forward(np.ones((3, 2)).T)
+    with pytest.raises(ValueError, match="must have 2 rows"):
+        net.train_step(np.ones((2, 3)), np.ones((3, 2)))
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        net.train_step(np.ones((2, 3)), np.ones((2, 2)), lr=-1.0)
+    assert net.predict([[1, 2, 3]]).shape == (1, 2)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        net.predict([[1, np.nan, 3]])
+    assert np.isnan(net.predict([[1, np.nan, 3]], check_finite=False)).all()
+    assert net.forward(np.empty((0, 3))).shape == (0, 2)
+
+
+def test_train_step_is_gradient_then_update():
+    rng = np.random.default_rng(1)
+    net = MLP([4, 5, 2], activation="tanh", seed=1)
+    X, T = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    for optimizer in (None, "sgd", "momentum", "adam"):
+        p0 = net.params.copy()
+        J, gw, gb = net.gradients(X, T, reduction="mean")
+        assert net.train_step(X, T, lr=0.05, optimizer=optimizer) == pytest.approx(J, rel=1e-14)
+        if optimizer in (None, "sgd", "momentum"):  # first momentum step: v = g
+            g = np.concatenate([x.ravel() for x in gw] + gb)
+            np.testing.assert_allclose(net.params, p0 - 0.05 * g, rtol=1e-13, atol=1e-16)
+    # a named optimiser keeps its state between calls
+    assert net._step_optimizers["adam"].t == 1
+    net.train_step(X, T, optimizer="adam")
+    assert net._step_optimizers["adam"].t == 2
+
+
+def test_training_step_allocates_nothing():
+    rng = np.random.default_rng(0)
+    net = MLP([40, 50, 30, 3], activation=["sigmoid", "tanh"], seed=0)
+    X, T = rng.normal(size=(64, 40)), rng.normal(size=(64, 3))
+    labels = rng.integers(0, 3, 64)
+    steps = {  # direct calls: a **kwargs call would itself allocate a dict
+        "sgd fused": lambda: net.train_step(X, T, lr=0.01),
+        "adam": lambda: net.train_step(X, T, optimizer="adam"),
+        "nesterov, cross entropy": lambda: net.train_step(X, labels, loss="cross_entropy",
+                                                          optimizer="nesterov"),
+    }
+    for name, step in steps.items():
+        step()  # the workspace and the optimiser state are made here
+        tracemalloc.start()
+        try:
+            for _ in range(3):  # warm Python's own caches under tracing
+                step()
+            before = tracemalloc.take_snapshot()
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            for _ in range(100):
+                step()
+            peak = tracemalloc.get_traced_memory()[1] - base
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        ours = [tracemalloc.Filter(True, "*/fastbp/*")]  # blocks made inside the library
+        grown = [s for s in after.filter_traces(ours).compare_to(before.filter_traces(ours), "lineno")
+                 if s.count_diff > 0]
+        assert not grown, (name, grown[:5])
+        # one 64x50 float64 temporary would be 25 600 bytes; a call's small
+        # Python objects (the returned float) come and go within a few hundred
+        assert peak < 1024, (name, peak)
+
+
+def test_gradients_returns_copies():
+    net = MLP([2, 2], seed=0)
+    X = np.ones((1, 2))
+    _, gw, _ = net.gradients(X, np.zeros((1, 2)))
+    keep = gw[0].copy()
+    net.gradients(X, np.ones((1, 2)) * 5)
+    np.testing.assert_array_equal(gw[0], keep)
+
+
+def test_user_arrays_are_never_modified():
+    rng = np.random.default_rng(0)
+    net = MLP([3, 4, 2], seed=0)
+    X, T = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
+    X.flags.writeable = False
+    T.flags.writeable = False
+    net.gradients(X, T)
+    net.train_step(X, T)
+    net.per_example_grad_norms(X, T)
+    net.predict(X)
+    net.fit(X, T, epochs=2, batch_size=3)
+    net.fit(X, T, epochs=2, batch_size=3, shuffle=False)

@@ -1,0 +1,204 @@
+"""fastbp.sklearn: scikit-learn's estimator contract, and the same fits as
+scikit-learn's own MLP estimators for the same seed."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn", minversion="1.6")  # tags, expected_failed_checks
+
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.datasets import load_diabetes, load_digits  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+# Checks of check_estimator that are expected to fail, with the reason.  None
+# today; the dict is passed so that a new failure is reported as such.
+EXPECTED_FAILED_CHECKS: dict = {}
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@parametrize_with_checks([MLPRegressor(), MLPClassifier()],
+                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_estimator_contract(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:600], y[:600]
+
+
+@pytest.fixture(scope="module")
+def diabetes():
+    X, y = load_diabetes(return_X_y=True)
+    return X, y
+
+
+def fit_both(name, X, y, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = globals()[name](random_state=0, **params).fit(X, y)
+        theirs = getattr(sk, name)(random_state=0, **params).fit(X, y)
+    return ours, theirs
+
+
+def assert_same_network(ours, theirs, atol=1e-9):
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in theirs.coefs_]
+    assert [b.shape for b in ours.intercepts_] == [b.shape for b in theirs.intercepts_]
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+CLASSIFIER_SETTINGS = [
+    dict(max_iter=3),
+    dict(max_iter=3, solver="sgd", learning_rate_init=0.01),
+    dict(max_iter=3, solver="sgd", nesterovs_momentum=False, learning_rate_init=0.01),
+    dict(max_iter=3, solver="sgd", momentum=0.0, learning_rate_init=0.01, shuffle=False),
+    dict(max_iter=4, early_stopping=True, activation="tanh", hidden_layer_sizes=(20, 10)),
+    dict(max_iter=3, activation="logistic", alpha=0.1, batch_size=64),
+]
+
+
+@pytest.mark.parametrize("params", CLASSIFIER_SETTINGS)
+def test_classifier_fits_like_sklearn(digits, params):
+    X, y = digits
+    ours, theirs = fit_both("MLPClassifier", X, y, **params)
+    assert_same_network(ours, theirs)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
+    if params.get("early_stopping"):
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+        assert ours.best_validation_score_ == theirs.best_validation_score_
+
+
+@pytest.mark.parametrize("params", [dict(max_iter=3), dict(max_iter=3, early_stopping=True)])
+def test_binary_classifier_is_one_logistic_unit_like_sklearn(digits, params):
+    X, y = digits
+    labels = np.where(y > 4, "high", "low")
+    ours, theirs = fit_both("MLPClassifier", X, labels, **params)
+    assert ours.coefs_[-1].shape == (100, 1) and ours.out_activation_ == "logistic"
+    assert_same_network(ours, theirs)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert list(ours.predict(X)) == list(theirs.predict(X))
+    assert ours.predict_proba(X).shape == (len(X), 2)
+
+
+@pytest.mark.parametrize("params", [
+    dict(max_iter=5),
+    dict(max_iter=5, solver="sgd", learning_rate_init=1e-4),
+    dict(max_iter=6, early_stopping=True, validation_fraction=0.2),
+    dict(max_iter=4, hidden_layer_sizes=(), alpha=1.0),
+])
+def test_regressor_fits_like_sklearn(diabetes, params):
+    X, y = diabetes
+    ours, theirs = fit_both("MLPRegressor", X, y, **params)
+    assert_same_network(ours, theirs, atol=1e-8)
+    # the regression loss has no clipping: the curves agree to rounding
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    assert ours.score(X, y) == pytest.approx(theirs.score(X, y), abs=1e-9)
+
+
+def test_multioutput_regression_and_stopping_on_tol(diabetes):
+    X, y = diabetes
+    Y = np.column_stack([y, -y]) / 100.0
+    ours, theirs = fit_both("MLPRegressor", X, Y, max_iter=200, tol=1e-2, n_iter_no_change=3)
+    assert ours.n_iter_ < 200  # stopped by tol, as scikit-learn did, at the same epoch
+    assert_same_network(ours, theirs, atol=1e-8)
+    assert ours.predict(X).shape == (len(X), 2)
+
+
+def test_partial_fit_continues_like_sklearn(digits):
+    X, y = digits
+    ours, theirs = MLPClassifier(random_state=0), sk.MLPClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes"):
+        MLPClassifier().partial_fit(X, y)
+    for est in (ours, theirs):
+        est.partial_fit(X[:300], y[:300], classes=np.arange(10))
+        est.partial_fit(X[300:], y[300:])
+    assert_same_network(ours, theirs)
+    assert len(ours.loss_curve_) == 2
+    with pytest.raises(ValueError, match="classes"):
+        ours.partial_fit(X[:5], np.array([0, 1, 2, 3, 11]))
+
+
+def test_warm_start_continues_from_the_fitted_weights(diabetes):
+    X, y = diabetes
+    ours = MLPRegressor(random_state=0, max_iter=3, warm_start=True)
+    theirs = sk.MLPRegressor(random_state=0, max_iter=3, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ours, theirs):
+            est.fit(X, y).fit(X, y)
+    assert len(ours.loss_curve_) == 6
+    assert_same_network(ours, theirs, atol=1e-8)
+
+
+def test_pickle_round_trip_then_keep_training(digits):
+    X, y = digits
+    est = MLPClassifier(random_state=0, max_iter=2, hidden_layer_sizes=(16,)).fit(X, y)
+    copy = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(copy.predict_proba(X), est.predict_proba(X))
+    est.partial_fit(X, y)
+    copy.partial_fit(X, y)  # the compiled network is rebuilt from coefs_
+    np.testing.assert_allclose(copy.predict_proba(X), est.predict_proba(X), atol=1e-12)
+
+
+def test_coefs_are_live_in_sklearn_layout(digits):
+    X, y = digits
+    est = MLPClassifier(random_state=0, max_iter=1, hidden_layer_sizes=(7, 5)).fit(X, y)
+    assert [c.shape for c in est.coefs_] == [(64, 7), (7, 5), (5, 10)]
+    assert [b.shape for b in est.intercepts_] == [(7,), (5,), (10,)]
+    est.coefs_[-1][...] = 0.0
+    est.intercepts_[-1][...] = np.arange(10.0)
+    assert (est.predict(X) == 9).all()
+
+
+def test_pipeline_and_grid_search_pick_what_sklearn_picks(digits):
+    X, y = digits
+    results = []
+    for cls in (MLPClassifier, sk.MLPClassifier):
+        pipe = make_pipeline(StandardScaler(), cls(max_iter=10, learning_rate_init=0.01,
+                                                   random_state=0))
+        grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (32,)]}, cv=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            grid.fit(X, y)
+        results.append((grid.best_params_, grid.cv_results_["mean_test_score"], grid.score(X, y)))
+    (ours_best, ours_cv, ours_score), (their_best, their_cv, their_score) = results
+    assert ours_best == their_best
+    np.testing.assert_allclose(ours_cv, their_cv, atol=1e-12)
+    assert ours_score == pytest.approx(their_score, abs=1e-12) and ours_score > 0.9
+
+
+@pytest.mark.parametrize("param, value", [
+    ("hidden_layer_sizes", (10, 0)), ("hidden_layer_sizes", "ten"),
+    ("activation", "softmax"), ("solver", "lbfgs"), ("alpha", -1.0),
+    ("batch_size", 0), ("batch_size", "big"), ("learning_rate_init", 0.0),
+    ("max_iter", 0), ("max_iter", 2.5), ("tol", -1.0), ("momentum", 1.5),
+    ("validation_fraction", 1.0), ("beta_1", 1.0), ("beta_2", -0.1), ("epsilon", 0.0),
+    ("n_iter_no_change", 0), ("shuffle", "yes"), ("warm_start", 1),
+])
+def test_bad_parameters_are_named(digits, param, value):
+    X, y = digits
+    with pytest.raises(ValueError, match=param):
+        MLPClassifier(**{param: value}).fit(X[:20], y[:20])
+
+
+def test_bad_targets(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier().fit(X[:10], np.zeros(10))
+    with pytest.raises(ValueError, match="multilabel"):
+        MLPClassifier().fit(X[:10], np.eye(10, dtype=int))
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X[:10], y[:10])
