@@ -337,7 +337,7 @@ def test_atomic_write_keeps_old_file_on_failure(monkeypatch, tmp_path):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
         report.write_atomic(str(path), "new")
     assert path.read_text() == "old"

@@ -10,11 +10,12 @@ and no half-made model exists.  Nothing is unpickled.
 """
 
 import os
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
+
+from fastbp._atomic import write_atomic
 
 __all__ = ["save", "load", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -28,37 +29,14 @@ class CheckpointError(ValueError):
 
 
 def save(net, path):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot save to {path!r}: the directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fastbp-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh,
-                     format=np.array(FORMAT),
-                     version=np.array(VERSION, dtype=np.int64),
-                     sizes=np.array(net.sizes, dtype=np.int64),
-                     activations=np.array(net.activations[:-1], dtype="U16"),
-                     output_activation=np.array(net.output_activation),
-                     params=net.params)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable (best effort: not every OS allows it)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    write_atomic(path, lambda fh: np.savez(
+        fh,
+        format=np.array(FORMAT),
+        version=np.array(VERSION, dtype=np.int64),
+        sizes=np.array(net.sizes, dtype=np.int64),
+        activations=np.array(net.activations[:-1], dtype="U16"),
+        output_activation=np.array(net.output_activation),
+        params=net.params))
 
 
 def _read(path):

@@ -8,10 +8,9 @@ is written atomically, through a temporary file in the same directory and
 import datetime
 import json
 import math
-import os
-import tempfile
 from importlib import resources
 
+from fastbp._atomic import write_atomic as _write_atomic
 from fastbp.bench import env_info
 from fastbp.bench.runner import RTOL
 
@@ -125,27 +124,7 @@ def to_json(run, created=None):
 
 def write_atomic(path, text):
     """Write ``text`` to ``path`` whole or not at all."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-bench-", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    _write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 def write_json(run, path):

@@ -38,7 +38,7 @@ class Row:
 class Run:
     env: dict
     settings: dict
-    peak: dict = None                 # {"n", "gflops", "seconds"}
+    peak: dict | None = None          # {"n", "gflops", "seconds"}
     rows: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     interrupted: bool = False
