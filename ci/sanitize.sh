@@ -10,8 +10,8 @@ PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3
 case "$PY" in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY");; *) PY=$(command -v "$PY");; esac
 
 # build and test tools (the test venv has no Cython: its build was isolated)
-"$PY" -c "import Cython, numpy, scipy, setuptools, pytest, hypothesis" 2>/dev/null ||
-    "$PY" -m pip install -q 'Cython>=3' 'numpy>=2' 'scipy>=1.11' setuptools pytest hypothesis
+# (and a venv's bundled setuptools is older than pyproject.toml's license field)
+"$PY" -m pip install -q 'Cython>=3' 'numpy>=2' 'scipy>=1.11' 'setuptools>=77' pytest hypothesis
 
 WORK=$(mktemp -d /tmp/fastbp-sanitize.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

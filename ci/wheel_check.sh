@@ -5,7 +5,7 @@
 # source tree is not on the path: a .pyi, py.typed or compiled module missing
 # from the wheel fails here).
 #
-#   bash ci/wheel_check.sh            # extras: test,sklearn,bench
+#   bash ci/wheel_check.sh            # extras: test,sklearn,bench,mpi (+ the mpich runtime)
 #   EXTRAS=test bash ci/wheel_check.sh
 #
 # Exits with pytest's status.
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC="$PWD"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-test,sklearn,bench}"
+EXTRAS="${EXTRAS:-test,sklearn,bench,mpi}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastbp-wheel.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -28,6 +28,8 @@ echo "built $WHEEL"
 "$PYTHON" -m venv "$WORK/venv"
 "$WORK/venv/bin/python" -m pip install --upgrade pip >/dev/null
 "$WORK/venv/bin/python" -m pip install "${SRC}/${WHEEL}[${EXTRAS}]"
+# an MPI runtime for the mpi extra's tests (mpiexec lands next to the venv's python)
+case ",$EXTRAS," in *,mpi,*) "$WORK/venv/bin/python" -m pip install mpich ;; esac
 
 # 3. the tests (and the docs and examples they check), away from the source tree
 mkdir "$WORK/run"

@@ -20,7 +20,7 @@ from fastbp._kernels import (
     matmul_abt_backward,
     squared_error,
 )
-from fastbp import graph, optim, paths, reference
+from fastbp import distributed, graph, optim, paths, reference  # distributed imports mpi4py only when used
 from fastbp.checkpoint import CheckpointError
 from fastbp.finite_diff import gradcheck
 from fastbp.network import MLP
@@ -35,6 +35,7 @@ __all__ = [
     "REDUCTIONS",
     "dense_backward",
     "dense_forward",
+    "distributed",
     "gradcheck",
     "graph",
     "matmul_abt",

@@ -403,7 +403,7 @@ class MLP:
             loss="squared_error", reduction="mean", weight_decay=0.0, shuffle=True,
             seed=None, validation_data=None, early_stopping=False, patience=10,
             min_delta=0.0, restore_best_weights=True, callback=None, progress=None,
-            check_finite=True):
+            check_finite=True, comm=None):
         """Mini-batch training; returns the history, a dict of per-epoch lists.
 
         history["loss"]: each epoch's training loss (its batches' losses,
@@ -427,6 +427,14 @@ class MLP:
         X and T are checked once (2-D, matching rows and widths, finite
         unless check_finite=False) and never modified.  Not thread-safe: a
         second concurrent fit of the same object raises RuntimeError.
+
+        comm: an mpi4py communicator for data-parallel training (see
+        ``fastbp.distributed`` and docs/distributed.md).  Each rank passes its
+        own shard of X, T (and of validation_data); the global batch is
+        ``batch_size × comm.size``, the gradients are summed over the ranks
+        every step, rank 0's initial weights are used, and the history is the
+        global one on every rank.  The callback runs on every rank; rank 0's
+        stop decision counts.
         """
         from fastbp.training import fit
         return fit(self, X, T, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
@@ -434,7 +442,7 @@ class MLP:
                    seed=seed, validation_data=validation_data, early_stopping=early_stopping,
                    patience=patience, min_delta=min_delta,
                    restore_best_weights=restore_best_weights, callback=callback,
-                   progress=progress, check_finite=check_finite)
+                   progress=progress, check_finite=check_finite, comm=comm)
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
         """The loss of the network on a data set (forward only, in chunks)."""
@@ -451,8 +459,15 @@ class MLP:
 
     # -- checkpoints -------------------------------------------------------
 
-    def save(self, path):
-        """Write sizes, activations and parameters to ``path`` (an .npz), atomically."""
+    def save(self, path, comm=None):
+        """Write sizes, activations and parameters to ``path`` (an .npz), atomically.
+
+        comm: an mpi4py communicator; then rank 0 alone writes, and every
+        rank returns once the file is written (or raises if it was not).
+        """
+        if comm is not None:  # after a distributed fit (issue 9)
+            from fastbp.distributed import save as save_on_root
+            return save_on_root(self, path, comm)
         from fastbp.checkpoint import save
         save(self, path)
 

@@ -102,10 +102,25 @@ class _EarlyStopping:
             self.params[...] = self.best_params
 
 
-def fit(net, X, T, *, epochs, batch_size, lr, optimizer, loss, reduction, weight_decay,
-        shuffle, seed, validation_data, early_stopping, patience, min_delta,
-        restore_best_weights, callback, progress, check_finite):
+def fit(net, X, T, *, comm=None, **kwargs):
     """See MLP.fit."""
+    if comm is None:
+        return _fit(net, X, T, None, **kwargs)
+    # Data-parallel over MPI (fastbp.distributed, issue 9): `sync` does the
+    # collectives at the hooks below; its guard keeps a failing rank from
+    # leaving the others blocked in one.
+    from fastbp.distributed import FitSync
+    sync = FitSync(comm)
+    if sync.rank != 0:
+        kwargs["progress"] = False  # one progress bar per job
+    with sync.guard():
+        return _fit(net, X, T, sync, **kwargs)
+
+
+def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction, weight_decay,
+         shuffle, seed, validation_data, early_stopping, patience, min_delta,
+         restore_best_weights, callback, progress, check_finite):
+    """fit on one process (sync None) or on one rank of an MPI job."""
     from fastbp.network import _codes
     lc, rc = _codes(loss, reduction)
     net._check_loss(loss)
@@ -135,8 +150,14 @@ def fit(net, X, T, *, epochs, batch_size, lr, optimizer, loss, reduction, weight
         bs = min(batch_size, n)
         core.reserve(bs)
         starts = range(0, n, bs)
+        if sync is not None:  # same loop on every rank, rank 0's initial weights
+            sync.start(net.params, [min(bs, n - s) for s in starts],
+                       dict(epochs=epochs, loss=loss, reduction=reduction, n_params=net.n_params,
+                            optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+                            lr=lr, weight_decay=weight_decay, validation=validation_data is not None,
+                            early_stopping=early_stopping, restore=restore_best_weights))
         if shuffle:
-            rng = np.random.default_rng(seed)
+            rng = np.random.default_rng(seed if sync is None else sync.shuffle_seed(seed))
             order = np.arange(n, dtype=np.int64)
             X_buf = np.empty((bs,) + X.shape[1:])
             T_buf = np.empty((bs,) + T.shape[1:], dtype=T.dtype)
@@ -167,13 +188,18 @@ def fit(net, X, T, *, epochs, batch_size, lr, optimizer, loss, reduction, weight
                         xb, tb = batches[i]
                     # 1. local gradient into the flat buffer
                     J = core.step(xb, tb, lc, rc, None, True)
-                    # (a hook on `grads` — e.g. an allreduce — goes here)
+                    if sync is not None:  # the global batch's gradient, on every rank
+                        sync.reduce_gradient(grads, i)
                     # 2. the optimiser's in-place update
                     opt.step(params, grads, lr=step_lr, n_decay=n_decay)
                     total += J * xb.shape[0] if rc == _RED_MEAN else J
-                history["loss"].append(total / n if rc == _RED_MEAN else total)
-                if validation_data is not None:
-                    history["val_loss"].append(dataset_loss(net, X_val, T_val, lc, rc))
+                if sync is not None:  # global losses, the same on every rank
+                    sync.record_epoch(history, total, n, None if validation_data is None else
+                                      (dataset_loss(net, X_val, T_val, lc, _RED_SUM), X_val.shape[0]))
+                else:
+                    history["loss"].append(total / n if rc == _RED_MEAN else total)
+                    if validation_data is not None:
+                        history["val_loss"].append(dataset_loss(net, X_val, T_val, lc, rc))
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=history["loss"][-1])
@@ -183,6 +209,8 @@ def fit(net, X, T, *, epochs, batch_size, lr, optimizer, loss, reduction, weight
                     stop = stopper.update(history[key][-1])
                 if callback is not None and callback(epoch, history) is True:
                     stop = True
+                if sync is not None:
+                    stop = sync.decide(stop)  # rank 0 decides for all
                 if stop:
                     break
             if stopper is not None:
