@@ -88,6 +88,25 @@ cdef double _squared_error_rows(const double *Y, const double *T, double *dY,
     return s * total
 
 
+cdef double _exp_shifted(const double *z, double *e, Py_ssize_t d,
+                         double *z_max) noexcept nogil:
+    """e = exp(z − max z) for one row (e may be z); returns Σ e and sets
+    *z_max.  Shifting by the max keeps exp ≤ 1: the log-sum-exp of any
+    finite logits stays finite."""
+    cdef Py_ssize_t j
+    cdef double m = z[0], total = 0.0
+    for j in range(1, d):
+        if z[j] > m:
+            m = z[j]
+    for j in range(d):
+        e[j] = z[j] - m
+    fb_exp_array(e, e, d)
+    for j in range(d):
+        total += e[j]
+    z_max[0] = m
+    return total
+
+
 cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t *labels,
                                 double *dZ, const double *r, Py_ssize_t n,
                                 Py_ssize_t d, double s) noexcept nogil:
@@ -106,16 +125,7 @@ cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t 
     for i in range(n):
         z = Z + i * d
         g = dZ + i * d
-        m = z[0]
-        for j in range(1, d):
-            if z[j] > m:
-                m = z[j]
-        for j in range(d):
-            g[j] = z[j] - m
-        fb_exp_array(g, g, d)
-        sumexp = 0.0
-        for j in range(d):
-            sumexp += g[j]
+        sumexp = _exp_shifted(z, g, d, &m)
         lse = m + log(sumexp)
         inv = 1.0 / sumexp
         c = s * (r[i] if r != NULL else 1.0)
@@ -141,21 +151,11 @@ cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t 
 cdef void _softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     """Z ← softmax(Z) row by row, in place (max subtracted first)."""
     cdef Py_ssize_t i, j
-    cdef double m, sumexp, inv
+    cdef double m, inv
     cdef double *z
     for i in range(n):
         z = Z + i * d
-        m = z[0]
-        for j in range(1, d):
-            if z[j] > m:
-                m = z[j]
-        for j in range(d):
-            z[j] -= m
-        fb_exp_array(z, z, d)
-        sumexp = 0.0
-        for j in range(d):
-            sumexp += z[j]
-        inv = 1.0 / sumexp
+        inv = 1.0 / _exp_shifted(z, z, d, &m)
         for j in range(d):
             z[j] *= inv
 
