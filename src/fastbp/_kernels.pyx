@@ -57,18 +57,20 @@ cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
     A row-major matrix is its own transpose in column-major, so the BLAS is
     asked for Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands, keep the trans flags.
     """
-    cdef int i
+    cdef int i, j
+    cdef double *row
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     if m == 0 or n == 0:
         return
     if k == 0:  # empty sum: C = beta C, and never reach BLAS with ld = 0
-        if beta == 0.0:
-            for i in range(m):
-                memset(C + <Py_ssize_t>i * ldc, 0, n * sizeof(double))
-        elif beta != 1.0:
-            for i in range(m * n):
-                C[(i // n) * ldc + i % n] *= beta
+        for i in range(m):
+            row = C + <Py_ssize_t>i * ldc
+            if beta == 0.0:
+                memset(row, 0, n * sizeof(double))
+            elif beta != 1.0:
+                for j in range(n):
+                    row[j] *= beta
         return
     dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *>B, &ldb, <double *>A, &lda,
           &beta, C, &ldc)
