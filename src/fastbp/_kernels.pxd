@@ -3,6 +3,9 @@
 # without the GIL on unchecked, C-contiguous float64 buffers: the Python entry
 # points in _kernels.pyx check arguments once, before calling these.
 #
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
 # Shapes: A/X (n, k), B/W (d, k), b (d,), C/Z/Y (n, d).  act is one of the
 # ACT_* codes below.
 
@@ -39,3 +42,15 @@ cdef int dense_backward_kernel(const double *dY, const double *X, const double *
 cdef double squared_error_kernel(const double *Y, const double *T, double *dY,
                                  Py_ssize_t m, double grad_scale,
                                  double loss_scale) noexcept nogil
+
+# The boundary check of every array argument: an ndarray of native float64,
+# ``ndim``-D, C-contiguous, aligned, every dimension within the BLAS's int.
+# Raises TypeError / ValueError naming ``name``; returns the array.
+cdef cnp.ndarray check_array(object a, str name, int ndim)
+
+
+# Releasing and re-taking the GIL costs about as much as an (8, 8, 8)
+# product: below this many multiply-adds a call keeps it (other threads
+# would gain nothing from so short a release).
+cdef inline bint worth_releasing_gil(int64_t madds) noexcept nogil:
+    return madds >= 16 * 16 * 16

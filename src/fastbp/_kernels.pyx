@@ -76,14 +76,8 @@ cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
           &beta, C, &ldc)
 
 
-# Releasing and re-taking the GIL costs about as much as an (8, 8, 8) product;
-# below this many multiply-adds the kernels keep it (other threads would gain
-# nothing from such a short release).
-cdef int64_t NOGIL_MIN = 16 * 16 * 16
-
-
 cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
-    return n * k * d >= NOGIL_MIN
+    return worth_releasing_gil(n * k * d)
 
 
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
@@ -143,7 +137,7 @@ cdef object _strides(cnp.ndarray a):
     return (<object>a).strides
 
 
-cdef cnp.ndarray _input(object a, str name, int ndim):
+cdef cnp.ndarray check_array(object a, str name, int ndim):
     cdef cnp.ndarray arr
     cdef int i
     if not cnp.PyArray_Check(a):
@@ -234,7 +228,7 @@ def matmul_abt(A, B, out=None):
     ``out``, if given, must be a writeable (N, D) float64 array that shares no
     memory with A or B; it is written in place and returned.
     """
-    cdef cnp.ndarray a = _input(A, "A", 2), b = _input(B, "B", 2)
+    cdef cnp.ndarray a = check_array(A, "A", 2), b = check_array(B, "B", 2)
     _same("matmul_abt", "A", a, 1, "B", b, 1)
     cdef int n = a.shape[0], k = a.shape[1], d = b.shape[0]
     cdef cnp.ndarray c = _output(out, "out", n, d, 2, (a, b), ("A", "B"))
@@ -255,7 +249,7 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     dC (N, D), A (N, K), B (D, K) -> (dA (N, K), dB (D, K)).  Given output
     buffers are written in place and returned.
     """
-    cdef cnp.ndarray dc = _input(dC, "dC", 2), a = _input(A, "A", 2), b = _input(B, "B", 2)
+    cdef cnp.ndarray dc = check_array(dC, "dC", 2), a = check_array(A, "A", 2), b = check_array(B, "B", 2)
     _same("matmul_abt_backward", "A", a, 1, "B", b, 1)
     _same("matmul_abt_backward", "dC", dc, 0, "A", a, 0)
     _same("matmul_abt_backward", "dC", dc, 1, "B", b, 0)
@@ -283,7 +277,7 @@ def dense_forward(X, W, b, activation="identity", out=None):
     backward pass takes g' from Y.
     """
     cdef int act = _activation(activation)
-    cdef cnp.ndarray x = _input(X, "X", 2), w = _input(W, "W", 2), bb = _input(b, "b", 1)
+    cdef cnp.ndarray x = check_array(X, "X", 2), w = check_array(W, "W", 2), bb = check_array(b, "b", 1)
     _same("dense_forward", "X", x, 1, "W", w, 1)
     _same("dense_forward", "b", bb, 0, "W", w, 0)
     cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
@@ -309,8 +303,8 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     network needs no δX).  Given output buffers are written in place.
     """
     cdef int act = _activation(activation)
-    cdef cnp.ndarray dy = _input(dY, "dY", 2), x = _input(X, "X", 2)
-    cdef cnp.ndarray w = _input(W, "W", 2), y = _input(Y, "Y", 2)
+    cdef cnp.ndarray dy = check_array(dY, "dY", 2), x = check_array(X, "X", 2)
+    cdef cnp.ndarray w = check_array(W, "W", 2), y = check_array(Y, "Y", 2)
     _same("dense_backward", "X", x, 1, "W", w, 1)
     _same("dense_backward", "dY", dy, 0, "X", x, 0)
     _same("dense_backward", "dY", dy, 1, "W", w, 0)
@@ -365,7 +359,7 @@ def squared_error(Y, T, reduction="sum", out=None):
         scale = 0.0
     if scale == 0.0:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    cdef cnp.ndarray y = _input(Y, "Y", 2), t = _input(T, "T", 2)
+    cdef cnp.ndarray y = check_array(Y, "Y", 2), t = check_array(T, "T", 2)
     if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(t, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(t, 1):
         raise ValueError(f"squared_error: T must have the shape of Y {_shape(y)}, got {_shape(t)}")
     cdef Py_ssize_t n = y.shape[0], d = y.shape[1]

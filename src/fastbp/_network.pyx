@@ -24,7 +24,7 @@ from libc.string cimport memcpy
 from libc.stdint cimport int64_t
 from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU,
                               dense_forward_kernel, dense_backward_kernel,
-                              squared_error_kernel)
+                              squared_error_kernel, check_array, worth_releasing_gil)
 
 cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
@@ -51,11 +51,6 @@ LOSSES = ("squared_error", "cross_entropy")
 REDUCTIONS = ("sum", "half", "mean")
 cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
                        "tanh": ACT_TANH, "relu": ACT_RELU}
-
-# Below this many multiply-adds per call the GIL is kept: releasing it would
-# cost more than other threads could gain.
-cdef int64_t NOGIL_MIN = 16 * 16 * 16
-
 
 def activation_code(name):
     """The compiled core's code of an activation name."""
@@ -175,19 +170,11 @@ cdef double _row_sq(const double *a, Py_ssize_t k) noexcept nogil:
 
 cdef cnp.ndarray _float_rows(object a, str name, Py_ssize_t cols, Py_ssize_t rows):
     """a as a checked (rows, cols) C-contiguous float64 array (rows < 0: any)."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a numpy.ndarray of float64, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{name} must have dtype float64, got {arr.dtype}")
-    if cnp.PyArray_NDIM(arr) != 2:
-        raise ValueError(f"{name} must be 2-D (rows, {cols}), got shape {(<object>arr).shape}")
+    cdef cnp.ndarray arr = check_array(a, name, 2)  # the kernels' own boundary check
     if cnp.PyArray_DIM(arr, 1) != cols:
         raise ValueError(f"{name} must have {cols} columns, got shape {(<object>arr).shape}")
     if rows >= 0 and cnp.PyArray_DIM(arr, 0) != rows:
         raise ValueError(f"{name} must have {rows} rows (one per row of X), got shape {(<object>arr).shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name} must be C-contiguous and aligned; use numpy.ascontiguousarray({name})")
     return arr
 
 
@@ -468,7 +455,7 @@ cdef class NetworkCore:
         cdef const double *px = <const double *>cnp.PyArray_DATA(x)
         cdef double s = _loss_scale(reduction, n), J
         cdef int mode = PASS_GRAD if (backward or update) else PASS_LOSS
-        if n * self.madds_per_row >= NOGIL_MIN:
+        if worth_releasing_gil(n * self.madds_per_row):
             with nogil:
                 J = self._pass(px, pt, pl, r, n, loss, s, mode, NULL)
                 if update:
