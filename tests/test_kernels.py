@@ -43,6 +43,28 @@ def test_matmul_abt(rng, n, k, d):
     assert_sums_close(dB, rdB, abs(dC).T @ abs(A))
 
 
+# matmul_abt_kernel transposes the smaller operand first when the smaller of
+# n, d is ≥ 8, 1 < k ≤ 512 and n·k·d ≤ 10⁶: both sides of every bound, both
+# operands transposed (n ≤ d, n > d), and the same scratch reused across sizes.
+ABT_FORM_SHAPES = [
+    (7, 64, 64), (8, 64, 64), (64, 64, 7), (64, 64, 8), (8, 2, 9), (9, 1, 8),
+    (16, 512, 16), (16, 513, 16), (100, 100, 100), (100, 100, 101), (101, 99, 100),
+    (33, 17, 200), (200, 17, 33), (8, 8, 8), (64, 500, 31), (31, 500, 64),
+]
+
+
+def test_matmul_abt_in_every_product_form(rng):
+    for shape in ABT_FORM_SHAPES + ABT_FORM_SHAPES[::-1]:
+        n, k, d = shape
+        A, B = make(rng, n, k), make(rng, d, k)
+        X, b = make(rng, n, k), make(rng, d)
+        before = (A.copy(), B.copy())
+        assert_sums_close(fastbp.matmul_abt(A, B), ref.matmul_abt(A, B), abs(A) @ abs(B).T)
+        assert_sums_close(fastbp.dense_forward(X, B, b, "tanh"), ref.dense_forward(X, B, b, "tanh"),
+                          abs(X) @ abs(B).T + abs(b))
+        assert np.array_equal(A, before[0]) and np.array_equal(B, before[1])
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("n,k,d", SHAPES)
 def test_dense(rng, n, k, d, activation):

@@ -33,6 +33,20 @@ cdef extern from "_fastmath.h" nogil:
 
 cdef extern from "_scratch.h" nogil:
     double *fb_scratch(size_t n)
+    double *fb_scratch_slot(int slot, size_t n)
+    void fb_transpose(const double *A, double *T, int n, int k)
+
+# Below 10⁶ multiply-adds OpenBLAS runs unpacked small-matrix kernels, and
+# the one for C = A Bᵀ on row-major operands (column-major "TN") is ~1.6×
+# slower than the other forms at 64³ (it reduces across vector lanes).
+# Transposing the smaller operand first (n·k or d·k copies, cheap next to
+# n·k·d madds) reaches a fast form.  Measured (benchmarks/bench_abt_forms.py):
+# the copy loses where the smaller of n, d is under 8 or the
+# dot products are long (k > 512), so those keep the direct call.
+cdef enum:
+    SMALL_ABT_MADDS = 1000000
+    SMALL_ABT_MIN_ROWS = 8
+    SMALL_ABT_MAX_K = 512
 
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
@@ -82,6 +96,21 @@ cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
 
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil:
+    cdef double *t
+    if (SMALL_ABT_MIN_ROWS <= min(n, d) and 1 < k <= SMALL_ABT_MAX_K
+            and <int64_t>n * k * d <= SMALL_ABT_MADDS):
+        if n <= d:
+            t = fb_scratch_slot(1, <size_t>n * k)
+            if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
+                fb_transpose(A, t, n, k)
+                gemm_rm(1, 1, n, d, k, 1.0, t, n, B, k, 0.0, C, d)
+                return
+        else:
+            t = fb_scratch_slot(1, <size_t>d * k)
+            if t != NULL:  # C = A (Bᵀ)
+                fb_transpose(B, t, d, k)
+                gemm_rm(0, 0, n, d, k, 1.0, A, k, t, d, 0.0, C, d)
+                return
     gemm_rm(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d)
 
 

@@ -30,6 +30,11 @@ cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
     void fb_exp_array(const double *x, double *y, int64_t m)
 
+cdef extern from "_update.h" nogil:
+    # θ ← θ − lr (g + λ θ) on [0, n_decay), θ ← θ − lr g after (vectorised)
+    void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
+                       double weight_decay)
+
 cnp.import_array()
 
 cdef enum:
@@ -386,18 +391,10 @@ cdef class NetworkCore:
         return J
 
     cdef void _sgd(self, double lr, double weight_decay) noexcept nogil:
-        # p ← p − lr (g + λ p), the penalty on weights only (a prefix)
-        cdef Py_ssize_t j
-        cdef double *p = self.params
-        cdef const double *g = self.grads
-        if weight_decay != 0.0:
-            for j in range(self.n_weights):
-                p[j] -= lr * (g[j] + weight_decay * p[j])
-            for j in range(self.n_weights, self.n_params):
-                p[j] -= lr * g[j]
-        else:
-            for j in range(self.n_params):
-                p[j] -= lr * g[j]
+        # p ← p − lr (g + λ p), the penalty on weights only (a prefix); the
+        # loop optim.SGD runs too
+        fb_sgd_update(self.params, self.grads, self.n_params,
+                      self.n_weights if weight_decay != 0.0 else 0, lr, weight_decay)
 
     # -- Python entry points ------------------------------------------------
 

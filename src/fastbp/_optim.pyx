@@ -1,14 +1,25 @@
 # cython: language_level=3
 """Compiled update loops of the optimisers, in place on flat float64 buffers.
 
-Every loop runs over the whole parameter vector once, without the GIL.  The
+Every loop runs over the whole parameter vector once, without the GIL; the
+loops are in _update.h (vectorised, bitwise equal to scalar code).  The
 L2 penalty λ/2 ‖θ[:n_decay]‖² adds λ θ to the gradient of the first
 ``n_decay`` values only (the MLP stores all weights before all biases, so
 biases go unpenalised).  Nothing is allocated.
 """
 
 cimport numpy as cnp
-from libc.math cimport sqrt
+from libc.stdint cimport int64_t
+
+# The loops themselves, vectorised (same bits as scalar code): see _update.h.
+cdef extern from "_update.h" nogil:
+    void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
+                       double weight_decay)
+    void fb_momentum_update(double *p, const double *g, double *v, int64_t n, int64_t n_decay,
+                            double lr, double momentum, int nesterov, double weight_decay)
+    void fb_adam_update(double *p, const double *g, double *m, double *v, int64_t n,
+                        int64_t n_decay, double lr, double beta1, double beta2, double eps,
+                        double c1, double c2, double weight_decay)
 
 cnp.import_array()
 
@@ -29,6 +40,24 @@ cdef double *_vec(object a, str name, Py_ssize_t n, bint writeable) except? NULL
     return p
 
 
+cdef int _disjoint(tuple arrays, tuple names) except -1:
+    """The loops take restrict pointers: no two buffers may share memory."""
+    cdef Py_ssize_t i, j
+    cdef char *pa
+    cdef char *pb
+    cdef Py_ssize_t na, nb
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            pa = cnp.PyArray_BYTES(<cnp.ndarray>arrays[i])
+            pb = cnp.PyArray_BYTES(<cnp.ndarray>arrays[j])
+            na = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[i])
+            nb = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[j])
+            if na > 0 and nb > 0 and pa < pb + nb and pb < pa + na:
+                raise ValueError(f"{names[i]} and {names[j]} share memory; each must be "
+                                 f"its own buffer (pass a copy)")
+    return 0
+
+
 cdef inline Py_ssize_t _size(object a):
     return cnp.PyArray_DIM(<cnp.ndarray>a, 0)
 
@@ -42,16 +71,14 @@ cdef Py_ssize_t _decay_count(Py_ssize_t n_decay, Py_ssize_t n) except -1:
 def sgd_update(params, grads, double lr, double weight_decay=0.0, Py_ssize_t n_decay=-1):
     """θ ← θ − lr (g + λ θ)."""
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params), j
+    cdef Py_ssize_t n = _size(params)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
     if weight_decay == 0.0:
         nd = 0
+    _disjoint((params, grads), ("params", "grads"))
     with nogil:
-        for j in range(nd):
-            p[j] -= lr * (g[j] + weight_decay * p[j])
-        for j in range(nd, n):
-            p[j] -= lr * g[j]
+        fb_sgd_update(p, g, n, nd, lr, weight_decay)
 
 
 def momentum_update(params, grads, velocity, double lr, double momentum,
@@ -59,19 +86,13 @@ def momentum_update(params, grads, velocity, double lr, double momentum,
     """v ← μ v + g̃ with g̃ = g + λ θ; θ ← θ − lr v, or with Nesterov
     θ ← θ − lr (g̃ + μ v) (the look-ahead form PyTorch uses)."""
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params), j
+    cdef Py_ssize_t n = _size(params)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef double *v = _vec(velocity, "velocity", n, True)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
-    cdef double gj
+    _disjoint((params, grads, velocity), ("params", "grads", "velocity"))
     with nogil:
-        for j in range(n):
-            gj = g[j] + weight_decay * p[j] if j < nd else g[j]
-            v[j] = momentum * v[j] + gj
-            if nesterov:
-                p[j] -= lr * (gj + momentum * v[j])
-            else:
-                p[j] -= lr * v[j]
+        fb_momentum_update(p, g, v, n, nd, lr, momentum, nesterov, weight_decay)
 
 
 def adam_update(params, grads, m, v, double lr, double beta1, double beta2, double eps,
@@ -82,15 +103,12 @@ def adam_update(params, grads, m, v, double lr, double beta1, double beta2, doub
     if t < 1:
         raise ValueError(f"t must be >= 1, got {t}")
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params), j
+    cdef Py_ssize_t n = _size(params)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef double *pm = _vec(m, "m", n, True)
     cdef double *pv = _vec(v, "v", n, True)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
-    cdef double c1 = 1.0 / (1.0 - beta1 ** t), c2 = 1.0 / (1.0 - beta2 ** t), gj
+    cdef double c1 = 1.0 / (1.0 - beta1 ** t), c2 = 1.0 / (1.0 - beta2 ** t)
+    _disjoint((params, grads, m, v), ("params", "grads", "m", "v"))
     with nogil:
-        for j in range(n):
-            gj = g[j] + weight_decay * p[j] if j < nd else g[j]
-            pm[j] = beta1 * pm[j] + (1.0 - beta1) * gj
-            pv[j] = beta2 * pv[j] + (1.0 - beta2) * gj * gj
-            p[j] -= lr * (pm[j] * c1) / (sqrt(pv[j] * c2) + eps)
+        fb_adam_update(p, g, pm, pv, n, nd, lr, beta1, beta2, eps, c1, c2, weight_decay)

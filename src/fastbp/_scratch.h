@@ -1,7 +1,7 @@
-/* Per-thread scratch memory for the kernels' temporaries (δZ in the dense
- * backward pass).
+/* Per-thread scratch memory for the kernels' temporaries (slot 0: δZ in the
+ * dense backward pass; slot 1: a transposed GEMM operand).
  *
- * Each thread keeps one grow-only buffer, freed when the thread exits, so a
+ * Each thread keeps one grow-only buffer per slot, freed when the thread exits, so a
  * steady training loop allocates nothing, and threads calling kernels at the
  * same time never share a temporary.  Returns NULL when memory runs out. */
 #ifndef FASTBP_SCRATCH_H
@@ -10,7 +10,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-typedef struct { double *data; size_t size; } fb_scratch_buf;
+enum { FB_SCRATCH_SLOTS = 2 };
+typedef struct { double *data[FB_SCRATCH_SLOTS]; size_t size[FB_SCRATCH_SLOTS]; } fb_scratch_buf;
 
 static pthread_key_t fb_scratch_key;
 static pthread_once_t fb_scratch_once = PTHREAD_ONCE_INIT;
@@ -18,7 +19,7 @@ static pthread_once_t fb_scratch_once = PTHREAD_ONCE_INIT;
 static void fb_scratch_release(void *p)
 {
     fb_scratch_buf *buf = (fb_scratch_buf *)p;
-    free(buf->data);
+    for (int s = 0; s < FB_SCRATCH_SLOTS; s++) free(buf->data[s]);
     free(buf);
 }
 
@@ -28,8 +29,8 @@ static void fb_scratch_make_key(void)
 }
 
 /* At least n doubles (n >= 1) owned by the calling thread, valid until its
- * next call of fb_scratch. */
-static double *fb_scratch(size_t n)
+ * next call of fb_scratch_slot with the same slot (0 <= slot < FB_SCRATCH_SLOTS). */
+static double *fb_scratch_slot(int slot, size_t n)
 {
     fb_scratch_buf *buf;
     if (n == 0) n = 1;
@@ -40,12 +41,29 @@ static double *fb_scratch(size_t n)
         if (buf == NULL) return NULL;
         if (pthread_setspecific(fb_scratch_key, buf) != 0) { free(buf); return NULL; }
     }
-    if (buf->size < n) {
-        free(buf->data);
-        buf->data = (double *)malloc(n * sizeof(double));
-        buf->size = buf->data ? n : 0;
+    if (buf->size[slot] < n) {
+        free(buf->data[slot]);
+        buf->data[slot] = (double *)malloc(n * sizeof(double));
+        buf->size[slot] = buf->data[slot] ? n : 0;
     }
-    return buf->data;
+    return buf->data[slot];
+}
+
+static double *fb_scratch(size_t n) { return fb_scratch_slot(0, n); }
+
+/* T (k x n, row-major) = A^T for a row-major n x k A, in 8 x 8 tiles so that
+ * both the reads and the writes stay within a few cache lines. */
+static void fb_transpose(const double *A, double *T, int n, int k)
+{
+    for (int i0 = 0; i0 < n; i0 += 8) {
+        int i1 = i0 + 8 < n ? i0 + 8 : n;
+        for (int j0 = 0; j0 < k; j0 += 8) {
+            int j1 = j0 + 8 < k ? j0 + 8 : k;
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j1; j++)
+                    T[(size_t)j * n + i] = A[(size_t)i * k + j];
+        }
+    }
 }
 
 #endif
