@@ -35,80 +35,22 @@
 
 enum { FB_IDENTITY = 0, FB_SIGMOID = 1, FB_TANH = 2, FB_RELU = 3 };
 
-/* ---- compiler plumbing (macros prefixed FB_FM_, undefined at the end) ---- */
+#include "_simd.h" /* FB_INLINE, FB_MULTIVERSION, FB_FP_BEGIN ... */
 
-#if defined(__GNUC__)
-#define FB_FM_INLINE static inline __attribute__((always_inline))
-#define FB_FM_UNUSED __attribute__((unused))
-#else
-#define FB_FM_INLINE static inline
-#define FB_FM_UNUSED
-#endif
+FB_FP_BEGIN
 
-#if defined(__cplusplus)
-#define FB_FM_RESTRICT __restrict__
-#else
-#define FB_FM_RESTRICT restrict
-#endif
-
-/* Three copies on x86-64 with GCC or clang; FASTBP_NO_CLONES builds
- * one copy for the compiler's target instead. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTBP_NO_CLONES)
-#define FB_FM_DISPATCH 1
-#define FB_FM_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#define FB_FM_AVX2 __attribute__((target("avx2,fma")))
-#endif
-#if defined(__FP_FAST_FMA)
-#define FB_FM_HAVE_FMA 1 /* single-copy build for a target with fma */
-#else
-#define FB_FM_HAVE_FMA 0
-#endif
-
-/* Code generation for everything in this header (values are unaffected):
- * - fp-contract=off: no a*b+c -> fma by the compiler.  GCC contracts some
- *   loops and not others (the vector epilogue of an AVX-512 loop, say), which
- *   made an element's bits depend on its position.
- * - no-trapping-math: lets GCC compute both arms of a select and blend them.
- *   Without it GCC turns the exp clamps and the tanh select into real
- *   branches that it may not if-convert (an arm could raise an FP flag), and
- *   the loops stay scalar on SSE2/AVX2.  Only FP exception flags may differ,
- *   and nothing here reads them.
- * - tree-vectorize with the dynamic cost model: the loops vectorise at -O2
- *   too (GCC 12's -O2 cost model would reject them), not only at -O3. */
-#if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off", "no-trapping-math", "tree-vectorize", \
-                     "vect-cost-model=dynamic")
-#endif
-
-FB_FM_INLINE uint64_t fb_bits(double x) { uint64_t u; memcpy(&u, &x, sizeof u); return u; }
-FB_FM_INLINE double fb_double(uint64_t u) { double x; memcpy(&x, &u, sizeof x); return x; }
+FB_INLINE uint64_t fb_bits(double x) { uint64_t u; memcpy(&u, &x, sizeof u); return u; }
+FB_INLINE double fb_double(uint64_t u) { double x; memcpy(&x, &u, sizeof x); return x; }
 
 /* a*b + c; fused (one rounding) when use_fma != 0.  use_fma is a
  * compile-time constant in every copy, so the test folds away. */
-FB_FM_INLINE double fb_madd(double a, double b, double c, int use_fma)
+FB_INLINE double fb_madd(double a, double b, double c, int use_fma)
 {
 #if defined(__GNUC__)
     return use_fma ? __builtin_fma(a, b, c) : a * b + c;
 #else
     return use_fma ? fma(a, b, c) : a * b + c;
 #endif
-}
-
-/* Which copy runs here: 2 AVX-512F, 1 AVX2 + FMA, 0 baseline (or no
- * dispatch on this platform), from the CPU description the compiler's
- * runtime library keeps. */
-FB_FM_UNUSED static int fb_simd_level(void)
-{
-#ifdef FB_FM_DISPATCH
-    __builtin_cpu_init(); /* returns at once once done */
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return __builtin_cpu_supports("avx512f") ? 2 : 1;
-#endif
-    return 0;
 }
 
 /* ==== exp ===================================================================
@@ -136,14 +78,14 @@ FB_FM_UNUSED static int fb_simd_level(void)
 #define FB_FM_EXPONENT_ONE 0x3ff0000000000000ULL /* bits of 1.0 */
 
 /* k = round(x/ln2) as a double; *t holds k in its low bits. */
-FB_FM_INLINE double fb_exp_k(double x, double *t, int use_fma)
+FB_INLINE double fb_exp_k(double x, double *t, int use_fma)
 {
     *t = fb_madd(x, FB_FM_LOG2E, FB_FM_SHIFTER, use_fma);
     return *t - FB_FM_SHIFTER;
 }
 
 /* exp(r), r = x - k ln2, for |r| <= ln2/2 (+ rounding). */
-FB_FM_INLINE double fb_exp_reduced(double x, double k, int use_fma)
+FB_INLINE double fb_exp_reduced(double x, double k, int use_fma)
 {
     double r = fb_madd(-k, FB_FM_LN2_HI, x, use_fma);
     r = fb_madd(-k, FB_FM_LN2_LO, r, use_fma);
@@ -162,7 +104,7 @@ FB_FM_INLINE double fb_exp_reduced(double x, double k, int use_fma)
 }
 
 /* 2^(k + offset) from t; the caller keeps k + offset in [-1022, 1023]. */
-FB_FM_INLINE double fb_pow2(double t, uint64_t offset)
+FB_INLINE double fb_pow2(double t, uint64_t offset)
 {
     return fb_double((fb_bits(t) << 52) + FB_FM_EXPONENT_ONE + (offset << 52));
 }
@@ -172,7 +114,7 @@ FB_FM_INLINE double fb_pow2(double t, uint64_t offset)
  * steps, 2^k1 * 2^k2 with k1 = round(k/2): both factors are normal for every
  * such k, p * 2^k1 is exact, and the one rounding happens in the last
  * product, so subnormal results are rounded once and overflow gives +inf. */
-FB_FM_INLINE double fb_exp_core(double x, int use_fma)
+FB_INLINE double fb_exp_core(double x, int use_fma)
 {
     x = x > 710.0 ? 710.0 : x;
     x = x < -746.0 ? -746.0 : x;
@@ -189,7 +131,7 @@ FB_FM_INLINE double fb_exp_core(double x, int use_fma)
 /* exp for x <= 0 (or NaN), cheaper: k is in [-1076, 0], so 2^(k+600) is
  * always normal, p * 2^(k+600) is exact, and the final * 2^-600 is the one
  * rounding (only when the result is subnormal). */
-FB_FM_INLINE double fb_exp_nonpositive(double x, int use_fma)
+FB_INLINE double fb_exp_nonpositive(double x, int use_fma)
 {
     x = x < -746.0 ? -746.0 : x;
     double t;
@@ -198,7 +140,7 @@ FB_FM_INLINE double fb_exp_nonpositive(double x, int use_fma)
 }
 
 /* exp for 0 <= x <= 44 (or NaN): k <= 64, 2^k is directly a normal double. */
-FB_FM_INLINE double fb_exp_moderate(double x, int use_fma)
+FB_INLINE double fb_exp_moderate(double x, int use_fma)
 {
     double t;
     double k = fb_exp_k(x, &t, use_fma);
@@ -211,7 +153,7 @@ FB_FM_INLINE double fb_exp_moderate(double x, int use_fma)
  * e is in [0, 1], so nothing overflows even for |z| = 1e308 or inf; NaN gives
  * NaN.  Selecting the numerator first costs one division instead of two and
  * gives the same bits. */
-FB_FM_INLINE double fb_sigmoid_core(double z, int use_fma)
+FB_INLINE double fb_sigmoid_core(double z, int use_fma)
 {
     double e = fb_exp_nonpositive(-fabs(z), use_fma);
     return (z >= 0.0 ? 1.0 : e) / (1.0 + e);
@@ -227,7 +169,7 @@ FB_FM_INLINE double fb_sigmoid_core(double z, int use_fma)
  *   exp(2a) never overflows (no inf/inf for a = 1e308 or inf).
  * Both branches are computed and one is selected (branch-free); the
  * polynomial is fed min(a, 0.625) so it never sees huge values. */
-FB_FM_INLINE double fb_tanh_core(double x, int use_fma)
+FB_INLINE double fb_tanh_core(double x, int use_fma)
 {
     double a = fabs(x);
 
@@ -254,22 +196,22 @@ FB_FM_INLINE double fb_tanh_core(double x, int use_fma)
 }
 
 /* relu written so that NaN propagates, as numpy.maximum(z, 0) does. */
-FB_FM_INLINE double fb_relu(double z) { return z < 0.0 ? 0.0 : z; }
+FB_INLINE double fb_relu(double z) { return z < 0.0 ? 0.0 : z; }
 
 /* ==== elementwise array loops ===============================================
  * Separate in-place and out-of-place loops: the out-of-place one can promise
  * no aliasing (restrict), the in-place one needs no runtime alias check. */
 #define FB_FM_ARRAY_LOOPS(name, core)                                                       \
-    FB_FM_INLINE void name##_inplace(double *y, int64_t m, int use_fma)                     \
+    FB_INLINE void name##_inplace(double *y, int64_t m, int use_fma)                     \
     {                                                                                       \
         for (int64_t i = 0; i < m; i++) y[i] = core(y[i], use_fma);                         \
     }                                                                                       \
-    FB_FM_INLINE void name##_copy(const double *FB_FM_RESTRICT x,                           \
-                                  double *FB_FM_RESTRICT y, int64_t m, int use_fma)         \
+    FB_INLINE void name##_copy(const double *FB_RESTRICT x,                           \
+                                  double *FB_RESTRICT y, int64_t m, int use_fma)         \
     {                                                                                       \
         for (int64_t i = 0; i < m; i++) y[i] = core(x[i], use_fma);                         \
     }                                                                                       \
-    FB_FM_INLINE void name##_array_impl(const double *x, double *y, int64_t m, int use_fma) \
+    FB_INLINE void name##_array_impl(const double *x, double *y, int64_t m, int use_fma) \
     {                                                                                       \
         if (x == y) name##_inplace(y, m, use_fma);                                          \
         else name##_copy(x, y, m, use_fma);                                                 \
@@ -290,7 +232,7 @@ FB_FM_ARRAY_LOOPS(fb_tanh, fb_tanh_core)
 #define FB_FM_WIDE_ROW 32
 #define FB_FM_BLOCK 512
 
-FB_FM_INLINE void fb_forward_row(double *FB_FM_RESTRICT y, const double *FB_FM_RESTRICT b,
+FB_INLINE void fb_forward_row(double *FB_RESTRICT y, const double *FB_RESTRICT b,
                                  int64_t d, int act, int use_fma)
 {
     int64_t j;
@@ -302,7 +244,7 @@ FB_FM_INLINE void fb_forward_row(double *FB_FM_RESTRICT y, const double *FB_FM_R
     }
 }
 
-FB_FM_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, int64_t d,
+FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, int64_t d,
                                            int act, int use_fma)
 {
     if (n <= 0 || d <= 0) return;
@@ -327,8 +269,8 @@ FB_FM_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n
  * the factor is multiplied (never selected), so NaN/Inf in dY still give NaN
  * exactly as dY * (Y > 0) does in NumPy.  db must not alias the other
  * arrays; dz may equal dy (in place). */
-FB_FM_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
-                                  double *FB_FM_RESTRICT db, int64_t d, int act)
+FB_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
+                                  double *FB_RESTRICT db, int64_t d, int act)
 {
     int64_t j;
     double g;
@@ -352,7 +294,7 @@ FB_FM_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
  * the j loop is short, but nothing here is costly enough to restructure for,
  * and the order of db must stay as it is.  No fma (the use_fma argument is
  * unused): the derivatives are the same bits on every CPU. */
-FB_FM_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, double *dZ,
+FB_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, double *dZ,
                                             double *db, int64_t n, int64_t d, int act, int use_fma)
 {
     (void)use_fma;
@@ -382,7 +324,7 @@ FB_FM_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, d
 typedef double fb_v8d __attribute__((vector_size(64), aligned(8)));
 #endif
 
-FB_FM_INLINE double fb_squared_error_impl(const double *Y, const double *T, double *dY,
+FB_INLINE double fb_squared_error_impl(const double *Y, const double *T, double *dY,
                                           int64_t m, double grad_scale, double loss_scale)
 {
     double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
@@ -420,71 +362,46 @@ FB_FM_INLINE double fb_squared_error_impl(const double *Y, const double *T, doub
 /* ==== the API: one copy per instruction set, picked per call ================
  * name(params) runs name##_impl(args, use_fma) compiled for the best instruction
  * set the CPU has (the check costs a few ns). */
-#define FB_FM_ARGS(...) __VA_ARGS__
-#ifdef FB_FM_DISPATCH
-#define FB_FM_MULTIVERSION(name, params, args)                                       \
-    FB_FM_AVX512 FB_FM_UNUSED static void name##_avx512 params                       \
-    {                                                                                \
-        name##_impl(FB_FM_ARGS args, 1);                                             \
-    }                                                                                \
-    FB_FM_AVX2 FB_FM_UNUSED static void name##_avx2 params                           \
-    {                                                                                \
-        name##_impl(FB_FM_ARGS args, 1);                                             \
-    }                                                                                \
-    FB_FM_UNUSED static void name##_sse2 params { name##_impl(FB_FM_ARGS args, 0); } \
-    FB_FM_UNUSED static void name params                                             \
-    {                                                                                \
-        switch (fb_simd_level()) {                                                   \
-        case 2: name##_avx512 args; break;                                           \
-        case 1: name##_avx2 args; break;                                             \
-        default: name##_sse2 args; break;                                            \
-        }                                                                            \
-    }
-#else
-#define FB_FM_MULTIVERSION(name, params, args) \
-    FB_FM_UNUSED static void name params { name##_impl(FB_FM_ARGS args, FB_FM_HAVE_FMA); }
-#endif
-
 /* y[i] = exp(x[i]); x may equal y (but must not partially overlap it). */
-FB_FM_MULTIVERSION(fb_exp_array, (const double *x, double *y, int64_t m), (x, y, m))
+FB_MULTIVERSION(fb_exp_array, (const double *x, double *y, int64_t m), (x, y, m))
 
 /* y[i] = sigmoid(x[i]); x may equal y. */
-FB_FM_MULTIVERSION(fb_sigmoid_array, (const double *x, double *y, int64_t m), (x, y, m))
+FB_MULTIVERSION(fb_sigmoid_array, (const double *x, double *y, int64_t m), (x, y, m))
 
 /* y[i] = tanh(x[i]); x may equal y. */
-FB_FM_MULTIVERSION(fb_tanh_array, (const double *x, double *y, int64_t m), (x, y, m))
+FB_MULTIVERSION(fb_tanh_array, (const double *x, double *y, int64_t m), (x, y, m))
 
 /* Y[i*d+j] = g(Y[i*d+j] + b[j]) on a row-major n x d block, in place. */
-FB_FM_MULTIVERSION(fb_forward_epilogue,
+FB_MULTIVERSION(fb_forward_epilogue,
                    (double *Y, const double *b, int64_t n, int64_t d, int act),
                    (Y, b, n, d, act))
 
 /* dZ[i*d+j] = dY[i*d+j] * g'(Y[i*d+j]);  db[j] = sum over i of dZ[i*d+j]
  * in row order (deterministic; db is overwritten).  dZ == NULL (identity
  * only): db = column sums of dY.  dZ may equal dY. */
-FB_FM_MULTIVERSION(fb_backward_epilogue,
+FB_MULTIVERSION(fb_backward_epilogue,
                    (const double *dY, const double *Y, double *dZ, double *db, int64_t n,
                     int64_t d, int act),
                    (dY, Y, dZ, db, n, d, act))
 
 /* dY[i] = grad_scale * (Y[i] - T[i]);  returns loss_scale * sum (T[i]-Y[i])^2
  * in the fixed order above.  dY may be NULL (loss only) and may equal Y or T. */
-#ifdef FB_FM_DISPATCH
-FB_FM_AVX512 FB_FM_UNUSED static double fb_squared_error_avx512(
+#ifdef FB_DISPATCH
+FB_AVX512 FB_UNUSED static double fb_squared_error_avx512(
     const double *Y, const double *T, double *dY, int64_t m, double grad_scale, double loss_scale)
 {
     return fb_squared_error_impl(Y, T, dY, m, grad_scale, loss_scale);
 }
-FB_FM_AVX2 FB_FM_UNUSED static double fb_squared_error_avx2(
+FB_AVX2 FB_UNUSED static double fb_squared_error_avx2(
     const double *Y, const double *T, double *dY, int64_t m, double grad_scale, double loss_scale)
 {
     return fb_squared_error_impl(Y, T, dY, m, grad_scale, loss_scale);
 }
 #endif
-FB_FM_UNUSED static double fb_squared_error(const double *Y, const double *T, double *dY,
+FB_UNUSED static double fb_squared_error(const double *Y, const double *T, double *dY,
                                             int64_t m, double grad_scale, double loss_scale)
 {
-#ifdef FB_FM_DISPATCH
+#ifdef FB_DISPATCH
     switch (fb_simd_level()) {
     case 2: return fb_squared_error_avx512(Y, T, dY, m, grad_scale, loss_scale);
     case 1: return fb_squared_error_avx2(Y, T, dY, m, grad_scale, loss_scale);
@@ -494,19 +411,8 @@ FB_FM_UNUSED static double fb_squared_error(const double *Y, const double *T, do
     return fb_squared_error_impl(Y, T, dY, m, grad_scale, loss_scale);
 }
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FB_FP_END
 
-#undef FB_FM_INLINE
-#undef FB_FM_UNUSED
-#undef FB_FM_RESTRICT
-#undef FB_FM_DISPATCH
-#undef FB_FM_AVX512
-#undef FB_FM_AVX2
-#undef FB_FM_HAVE_FMA
 #undef FB_FM_SHIFTER
 #undef FB_FM_LOG2E
 #undef FB_FM_LN2_HI
@@ -515,7 +421,5 @@ FB_FM_UNUSED static double fb_squared_error(const double *Y, const double *T, do
 #undef FB_FM_ARRAY_LOOPS
 #undef FB_FM_WIDE_ROW
 #undef FB_FM_BLOCK
-#undef FB_FM_ARGS
-#undef FB_FM_MULTIVERSION
 
 #endif /* FASTBP_FASTMATH_H */

@@ -23,35 +23,9 @@
 
 #include <stdint.h>
 
-/* ---- compiler plumbing (macros prefixed FB_UP_, undefined at the end) ---- */
+#include "_simd.h" /* FB_INLINE, FB_MULTIVERSION, FB_FP_BEGIN ... */
 
-#if defined(__GNUC__)
-#define FB_UP_INLINE static inline __attribute__((always_inline))
-#define FB_UP_UNUSED __attribute__((unused))
-#else
-#define FB_UP_INLINE static inline
-#define FB_UP_UNUSED
-#endif
-
-#if defined(__cplusplus)
-#define FB_UP_RESTRICT __restrict__
-#else
-#define FB_UP_RESTRICT restrict
-#endif
-
-/* As in _fastmath.h: fp-contract=off so no a*b+c becomes an fma (it would
- * change bits); no-trapping-math and the dynamic cost model as there.
- * no-math-errno lets sqrt be the bare instruction, which vectorises; GCC 12
- * fixes a builtin's errno behaviour for the whole file, though, so setup.py
- * passes -fno-math-errno too (without it the Adam loops stay scalar). */
-#if defined(__clang__)
-#pragma float_control(push)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=off", "no-math-errno", "no-trapping-math", "tree-vectorize", \
-                     "vect-cost-model=dynamic")
-#endif
+FB_FP_BEGIN
 
 #if defined(__GNUC__)
 #define FB_UP_SQRT(x) __builtin_sqrt(x)
@@ -63,9 +37,11 @@
 /* ==== the loops =========================================================== */
 
 /* θ ← θ − lr (g + λ θ) on [0, n_decay), θ ← θ − lr g on the rest. */
-FB_UP_INLINE void fb_sgd_update_impl(double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g,
-                                     int64_t n, int64_t n_decay, double lr, double weight_decay)
+FB_INLINE void fb_sgd_update_impl(double *FB_RESTRICT p, const double *FB_RESTRICT g,
+                                     int64_t n, int64_t n_decay, double lr, double weight_decay,
+                                     int use_fma)
 {
+    (void)use_fma;
     for (int64_t j = 0; j < n_decay; j++)
         p[j] -= lr * (g[j] + weight_decay * p[j]);
     for (int64_t j = n_decay; j < n; j++)
@@ -74,7 +50,7 @@ FB_UP_INLINE void fb_sgd_update_impl(double *FB_UP_RESTRICT p, const double *FB_
 
 /* One element given the (penalised) gradient g̃: v ← μ v + g̃, and
  * θ ← θ − lr v, or θ ← θ − lr (g̃ + μ v) with Nesterov. */
-FB_UP_INLINE void fb_momentum_1(double *FB_UP_RESTRICT p, double *FB_UP_RESTRICT v, double gt,
+FB_INLINE void fb_momentum_1(double *FB_RESTRICT p, double *FB_RESTRICT v, double gt,
                                 double lr, double momentum, int nesterov)
 {
     *v = momentum * *v + gt;
@@ -85,8 +61,8 @@ FB_UP_INLINE void fb_momentum_1(double *FB_UP_RESTRICT p, double *FB_UP_RESTRICT
 }
 
 /* nesterov is a constant at both call sites below, so the test folds away. */
-FB_UP_INLINE void fb_momentum_loops(double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g,
-                                    double *FB_UP_RESTRICT v, int64_t n, int64_t n_decay,
+FB_INLINE void fb_momentum_loops(double *FB_RESTRICT p, const double *FB_RESTRICT g,
+                                    double *FB_RESTRICT v, int64_t n, int64_t n_decay,
                                     double lr, double momentum, int nesterov, double weight_decay)
 {
     for (int64_t j = 0; j < n_decay; j++)
@@ -95,12 +71,13 @@ FB_UP_INLINE void fb_momentum_loops(double *FB_UP_RESTRICT p, const double *FB_U
         fb_momentum_1(p + j, v + j, g[j], lr, momentum, nesterov);
 }
 
-FB_UP_INLINE void fb_momentum_update_impl(double *FB_UP_RESTRICT p,
-                                          const double *FB_UP_RESTRICT g,
-                                          double *FB_UP_RESTRICT v, int64_t n, int64_t n_decay,
+FB_INLINE void fb_momentum_update_impl(double *FB_RESTRICT p,
+                                          const double *FB_RESTRICT g,
+                                          double *FB_RESTRICT v, int64_t n, int64_t n_decay,
                                           double lr, double momentum, int nesterov,
-                                          double weight_decay)
+                                          double weight_decay, int use_fma)
 {
+    (void)use_fma;
     if (nesterov)
         fb_momentum_loops(p, g, v, n, n_decay, lr, momentum, 1, weight_decay);
     else
@@ -109,8 +86,8 @@ FB_UP_INLINE void fb_momentum_update_impl(double *FB_UP_RESTRICT p,
 
 /* One element given g̃: m ← β1 m + (1−β1) g̃, v ← β2 v + (1−β2) g̃²,
  * θ ← θ − lr (m c1) / (√(v c2) + ε), with c1 = 1/(1−β1ᵗ), c2 = 1/(1−β2ᵗ). */
-FB_UP_INLINE void fb_adam_1(double *FB_UP_RESTRICT p, double *FB_UP_RESTRICT m,
-                            double *FB_UP_RESTRICT v, double gt, double lr, double beta1,
+FB_INLINE void fb_adam_1(double *FB_RESTRICT p, double *FB_RESTRICT m,
+                            double *FB_RESTRICT v, double gt, double lr, double beta1,
                             double beta2, double eps, double c1, double c2)
 {
     *m = beta1 * *m + (1.0 - beta1) * gt;
@@ -118,76 +95,41 @@ FB_UP_INLINE void fb_adam_1(double *FB_UP_RESTRICT p, double *FB_UP_RESTRICT m,
     *p -= lr * (*m * c1) / (FB_UP_SQRT(*v * c2) + eps);
 }
 
-FB_UP_INLINE void fb_adam_update_impl(double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g,
-                                      double *FB_UP_RESTRICT m, double *FB_UP_RESTRICT v,
+FB_INLINE void fb_adam_update_impl(double *FB_RESTRICT p, const double *FB_RESTRICT g,
+                                      double *FB_RESTRICT m, double *FB_RESTRICT v,
                                       int64_t n, int64_t n_decay, double lr, double beta1,
                                       double beta2, double eps, double c1, double c2,
-                                      double weight_decay)
+                                      double weight_decay, int use_fma)
 {
+    (void)use_fma;
     for (int64_t j = 0; j < n_decay; j++)
         fb_adam_1(p + j, m + j, v + j, g[j] + weight_decay * p[j], lr, beta1, beta2, eps, c1, c2);
     for (int64_t j = n_decay; j < n; j++)
         fb_adam_1(p + j, m + j, v + j, g[j], lr, beta1, beta2, eps, c1, c2);
 }
 
-/* ==== the API: one copy per instruction set, picked per call ================
- * The same scheme as _fastmath.h (AVX-512, AVX2, baseline SSE2; a few ns per
- * call to choose); a copy of its macro because that header undefines its own.
- * No fma in any copy, so all three give the same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(FASTBP_NO_CLONES)
-#define FB_UP_MULTIVERSION(name, params, args)                                          \
-    __attribute__((target("avx512f"))) FB_UP_UNUSED static void name##_avx512 params    \
-    {                                                                                   \
-        name##_impl args;                                                               \
-    }                                                                                   \
-    __attribute__((target("avx2"))) FB_UP_UNUSED static void name##_avx2 params         \
-    {                                                                                   \
-        name##_impl args;                                                               \
-    }                                                                                   \
-    FB_UP_UNUSED static void name##_sse2 params { name##_impl args; }                   \
-    FB_UP_UNUSED static void name params                                                \
-    {                                                                                   \
-        __builtin_cpu_init(); /* returns at once once done */                           \
-        if (__builtin_cpu_supports("avx512f"))                                          \
-            name##_avx512 args;                                                         \
-        else if (__builtin_cpu_supports("avx2"))                                        \
-            name##_avx2 args;                                                           \
-        else                                                                            \
-            name##_sse2 args;                                                           \
-    }
-#else
-#define FB_UP_MULTIVERSION(name, params, args) \
-    FB_UP_UNUSED static void name params { name##_impl args; }
-#endif
-
-FB_UP_MULTIVERSION(fb_sgd_update,
-                   (double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g, int64_t n,
+/* ==== the API: one copy per instruction set, picked per call (_simd.h) ====
+ * No fma in any copy (use_fma is unused), so all three give the same bits. */
+FB_MULTIVERSION(fb_sgd_update,
+                   (double *FB_RESTRICT p, const double *FB_RESTRICT g, int64_t n,
                     int64_t n_decay, double lr, double weight_decay),
                    (p, g, n, n_decay, lr, weight_decay))
 
-FB_UP_MULTIVERSION(fb_momentum_update,
-                   (double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g,
-                    double *FB_UP_RESTRICT v, int64_t n, int64_t n_decay, double lr,
+FB_MULTIVERSION(fb_momentum_update,
+                   (double *FB_RESTRICT p, const double *FB_RESTRICT g,
+                    double *FB_RESTRICT v, int64_t n, int64_t n_decay, double lr,
                     double momentum, int nesterov, double weight_decay),
                    (p, g, v, n, n_decay, lr, momentum, nesterov, weight_decay))
 
-FB_UP_MULTIVERSION(fb_adam_update,
-                   (double *FB_UP_RESTRICT p, const double *FB_UP_RESTRICT g,
-                    double *FB_UP_RESTRICT m, double *FB_UP_RESTRICT v, int64_t n,
+FB_MULTIVERSION(fb_adam_update,
+                   (double *FB_RESTRICT p, const double *FB_RESTRICT g,
+                    double *FB_RESTRICT m, double *FB_RESTRICT v, int64_t n,
                     int64_t n_decay, double lr, double beta1, double beta2, double eps,
                     double c1, double c2, double weight_decay),
                    (p, g, m, v, n, n_decay, lr, beta1, beta2, eps, c1, c2, weight_decay))
 
-#if defined(__clang__)
-#pragma float_control(pop)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
+FB_FP_END
 
-#undef FB_UP_INLINE
-#undef FB_UP_UNUSED
-#undef FB_UP_RESTRICT
 #undef FB_UP_SQRT
-#undef FB_UP_MULTIVERSION
 
 #endif
