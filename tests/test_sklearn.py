@@ -108,6 +108,69 @@ def test_regressor_fits_like_sklearn(diabetes, params):
     assert ours.score(X, y) == pytest.approx(theirs.score(X, y), abs=1e-9)
 
 
+def fit_both_weighted(name, X, y, sample_weight, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = globals()[name](random_state=0, **params).fit(X, y, sample_weight=sample_weight)
+        theirs = getattr(sk, name)(random_state=0, **params).fit(X, y, sample_weight=sample_weight)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("params", [
+    dict(max_iter=3),
+    dict(max_iter=3, solver="sgd", learning_rate_init=0.01, alpha=0.1),
+    dict(max_iter=3, early_stopping=True),
+    dict(max_iter=3, shuffle=False, batch_size=50),
+])
+def test_sample_weight_fits_like_sklearn(digits, diabetes, params):
+    rng = np.random.default_rng(7)
+    X, y = digits
+    w = rng.uniform(0.0, 3.0, len(y))
+    w[:40] = 0.0  # whole batches of weight 0 are skipped (with shuffle=False)
+    w_before = w.copy()
+    ours, theirs = fit_both_weighted("MLPClassifier", X, y, w, **params)
+    assert_same_network(ours, theirs)
+    if params.get("early_stopping"):
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+    Xd, yd = diabetes
+    wd = rng.uniform(0.5, 2.0, len(yd))
+    ours, theirs = fit_both_weighted("MLPRegressor", Xd, yd, wd, **params)
+    assert_same_network(ours, theirs, atol=1e-8)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    assert np.array_equal(w, w_before)
+
+
+def test_sample_weight_changes_the_fit_and_integer_weights_act_as_repeats(diabetes):
+    X, y = diabetes
+    X, y = X[:64], y[:64]
+    # constant weights change nothing but the L2 term, which sklearn divides
+    # by the sum of weights (alpha 0 here)
+    plain = MLPRegressor(random_state=0, max_iter=2, batch_size=64, shuffle=False,
+                         alpha=0.0).fit(X, y)
+    ones = MLPRegressor(random_state=0, max_iter=2, batch_size=64, shuffle=False,
+                        alpha=0.0).fit(X, y, sample_weight=np.full(64, 3.0))
+    for a, b in zip(plain.coefs_, ones.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    # one batch: weight 2 on a row is that row twice (the batch then has 65 rows)
+    w = np.ones(64)
+    w[5] = 2.0
+    weighted = MLPRegressor(random_state=0, max_iter=1, batch_size=64, shuffle=False,
+                            alpha=0.0).fit(X, y, sample_weight=w)
+    Xr, yr = np.vstack([X, X[5:6]]), np.append(y, y[5])
+    repeated = MLPRegressor(random_state=0, max_iter=1, batch_size=65, shuffle=False,
+                            alpha=0.0).fit(Xr, yr)
+    for a, b in zip(weighted.coefs_, repeated.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_bad_sample_weight_is_refused(diabetes):
+    X, y = diabetes
+    with pytest.raises(ValueError, match="Negative"):
+        MLPRegressor(max_iter=1).fit(X, y, sample_weight=-np.ones(len(y)))
+    with pytest.raises(ValueError, match="shape"):
+        MLPRegressor(max_iter=1).fit(X, y, sample_weight=np.ones(3))
+
+
 def test_multioutput_regression_and_stopping_on_tol(diabetes):
     X, y = diabetes
     Y = np.column_stack([y, -y]) / 100.0

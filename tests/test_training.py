@@ -323,3 +323,61 @@ def test_loss_over_many_chunks_matches_predict():
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
     want = -logp[np.arange(1300), labels].mean()
     assert net.loss(X, labels, loss="cross_entropy") == pytest.approx(want, rel=1e-12)
+
+
+def test_fit_with_sample_weight_is_the_weighted_train_step_loop():
+    rng = np.random.default_rng(5)
+    X, T = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
+    w = rng.uniform(0.0, 2.0, 50)
+    w[10:20] = 0.0  # one whole batch of weight 0: skipped
+    a, b = MLP([3, 5, 2], seed=1), MLP([3, 5, 2], seed=1)
+    hist = a.fit(X, T, epochs=2, batch_size=10, lr=0.1, shuffle=False, sample_weight=w)
+    want, weight = [], w.sum()
+    for _ in range(2):
+        total = 0.0
+        for s in range(0, 50, 10):
+            if w[s:s + 10].sum() == 0:
+                continue
+            J = b.train_step(X[s:s + 10], T[s:s + 10], lr=0.1, optimizer="sgd",
+                             sample_weight=w[s:s + 10])
+            total += J * w[s:s + 10].sum()
+        want.append(total / weight)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_allclose(hist["loss"], want, rtol=1e-14)
+
+
+def test_fit_sample_weight_scale_does_not_matter_and_shuffles_with_the_rows():
+    rng = np.random.default_rng(6)
+    X, T = rng.normal(size=(40, 3)), rng.normal(size=(40, 1))
+    w = rng.uniform(0.1, 2.0, 40)
+    a, b = MLP([3, 4, 1], seed=2), MLP([3, 4, 1], seed=2)
+    ha = a.fit(X, T, epochs=3, batch_size=8, seed=3, sample_weight=w)
+    hb = b.fit(X, T, epochs=3, batch_size=8, seed=3, sample_weight=10.0 * w)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-12)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-12)
+    c = MLP([3, 4, 1], seed=2)
+    c.fit(X, T, epochs=3, batch_size=8, seed=3, sample_weight=np.ones(40))
+    d = MLP([3, 4, 1], seed=2)
+    d.fit(X, T, epochs=3, batch_size=8, seed=3)
+    np.testing.assert_allclose(c.params, d.params, rtol=1e-12)
+    assert not np.allclose(a.params, d.params)
+
+
+@pytest.mark.parametrize("w,match", [
+    (np.ones(3), "shape"), (-np.ones(40), ">= 0"), (np.zeros(40), "positive sum"),
+    (np.full(40, np.nan), ">= 0"),
+])
+def test_fit_bad_sample_weight(w, match):
+    X, T = np.zeros((40, 3)), np.zeros((40, 1))
+    net = MLP([3, 2, 1], seed=0)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=match):
+        net.fit(X, T, epochs=1, sample_weight=w)
+    assert np.array_equal(net.params, before)
+
+
+
+def test_fit_sample_weight_with_comm_is_refused_before_any_collective():
+    net = MLP([3, 2, 1], seed=0)
+    with pytest.raises(ValueError, match="not supported with comm="):
+        net.fit(np.zeros((4, 3)), np.zeros((4, 1)), comm=object(), sample_weight=np.ones(4))

@@ -361,7 +361,8 @@ class MLP:
 
     # -- training ----------------------------------------------------------
 
-    def train_step(self, X, T, lr=None, loss="squared_error", reduction="mean", optimizer=None):
+    def train_step(self, X, T, lr=None, loss="squared_error", reduction="mean", optimizer=None,
+                   sample_weight=None):
         """One training step on one batch; returns the batch loss (before the update).
 
         Forward, loss, backward into ``grads``, then the optimiser's update
@@ -375,6 +376,7 @@ class MLP:
         uses an optimiser this network keeps per name (so its state carries
         over between calls); an Optimizer object is used as given.  ``lr``
         overrides the optimiser's own learning rate when given.
+        sample_weight: a contiguous float64 (N,) array, as in ``gradients``.
         """
         lc, rc = _codes(loss, reduction)
         if lc == 1 or self._output_activation == "softmax":
@@ -386,14 +388,14 @@ class MLP:
                     lr = SGD.default_lr
                 elif not lr > 0:
                     raise ValueError(f"lr must be > 0, got {lr!r}")
-                return self._core.step(X, T, lc, rc, None, True, lr, 0.0, True)
+                return self._core.step(X, T, lc, rc, sample_weight, True, lr, 0.0, True)
             if isinstance(optimizer, str):
                 opt = self._step_optimizers.get(optimizer)
                 if opt is None:
                     opt = self._step_optimizers[optimizer] = make_optimizer(optimizer)
             else:
                 opt = make_optimizer(optimizer)  # checks it is an Optimizer
-            J = self._core.step(X, T, lc, rc, None, True)
+            J = self._core.step(X, T, lc, rc, sample_weight, True)
             opt.step(self._params, self._grads, lr=lr, n_decay=self.n_weights)
             return J
         finally:
@@ -403,7 +405,7 @@ class MLP:
             loss="squared_error", reduction="mean", weight_decay=0.0, shuffle=True,
             seed=None, validation_data=None, early_stopping=False, patience=10,
             min_delta=0.0, restore_best_weights=True, callback=None, progress=None,
-            check_finite=True, comm=None):
+            check_finite=True, comm=None, sample_weight=None):
         """Mini-batch training; returns the history, a dict of per-epoch lists.
 
         history["loss"]: each epoch's training loss (its batches' losses,
@@ -424,6 +426,11 @@ class MLP:
         is a terminal outside CI and the fit has at least 10 000 steps; True
         or False forces it.
 
+        sample_weight (N,): example i's cost weighs w_i within its batch
+        (each batch's loss and gradient are normalised by the batch's sum of
+        weights, as in ``gradients``), and the epoch's loss is the weighted
+        one; a batch whose weights are all 0 is skipped.  Not with comm=.
+
         X and T are checked once (2-D, matching rows and widths, finite
         unless check_finite=False) and never modified.  Not thread-safe: a
         second concurrent fit of the same object raises RuntimeError.
@@ -442,7 +449,8 @@ class MLP:
                    seed=seed, validation_data=validation_data, early_stopping=early_stopping,
                    patience=patience, min_delta=min_delta,
                    restore_best_weights=restore_best_weights, callback=callback,
-                   progress=progress, check_finite=check_finite, comm=comm)
+                   progress=progress, check_finite=check_finite, comm=comm,
+                   sample_weight=sample_weight)
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
         """The loss of the network on a data set (forward only, in chunks)."""

@@ -43,7 +43,7 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
-    from sklearn.utils.validation import check_is_fitted, column_or_1d
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - exercised without sklearn
     raise ImportError(
         "fastbp.sklearn needs scikit-learn; install it with `pip install scikit-learn` "
@@ -236,12 +236,16 @@ class _BaseMLP(BaseEstimator):
                             nesterov=self.nesterovs_momentum)
         return SGD(lr=self.learning_rate_init / c)
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         hidden = self._check_params()
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, T, y_score, strat = self._validate_training_data(X, y, incremental, reset=first)
+        sw = None
+        if sample_weight is not None:
+            sw = np.ascontiguousarray(_check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True))
         self._random_state = rs = check_random_state(self.random_state)
         n_out = self.n_outputs_
         if first:
@@ -253,10 +257,10 @@ class _BaseMLP(BaseEstimator):
         net = self._ensure_net()
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
-        self._fit_stochastic(net, X, T, y_score, strat, incremental, rs)
+        self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
         return self
 
-    def _split(self, X, T, y_score, strat, rs):
+    def _split(self, X, T, y_score, sw, strat, rs):
         idx = np.arange(X.shape[0])
         train, val = train_test_split(idx, random_state=rs, test_size=self.validation_fraction,
                                       stratify=strat)
@@ -264,11 +268,13 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(
                 "The validation set is too small. Increase 'validation_fraction' or the size "
                 "of your dataset.")
-        return X[train], T[train], X[val], y_score[val]
+        if sw is None:
+            return X[train], T[train], None, X[val], y_score[val], None
+        return X[train], T[train], sw[train], X[val], y_score[val], sw[val]
 
-    def _fit_stochastic(self, net, X, T, y_score, strat, incremental, rs):
+    def _fit_stochastic(self, net, X, T, y_score, sw, strat, incremental, rs):
         if self.early_stopping:
-            X, T, X_val, y_val = self._split(X, T, y_score, strat, rs)
+            X, T, sw, X_val, y_val, sw_val = self._split(X, T, y_score, sw, strat, rs)
         n = X.shape[0]
         if self.batch_size == "auto":
             bs = min(200, n)
@@ -278,6 +284,7 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
+        w_buf = np.empty(bs if sw is not None else 0)
         opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
         w_flat = net.params[:net.n_weights]
         W_last, b_last = net.weights[-1], net.biases[-1]
@@ -303,14 +310,28 @@ class _BaseMLP(BaseEstimator):
                     _network.gather_rows(X, order, start, m, X_buf)
                     _network.gather_rows(T, order, start, m, T_buf)
                     Xb, Tb = X_buf[:m], T_buf[:m]
+                    if sw is not None:
+                        _network.gather_rows(sw, order, start, m, w_buf)
+                        wb = w_buf[:m]
                 else:
                     Xb, Tb = X[start:start + m], T[start:start + m]
+                    if sw is not None:
+                        wb = sw[start:start + m]
+                # sklearn normalises a batch's loss, gradient and L2 term by
+                # its sum of weights (the rows, without weights)
+                if sw is None:
+                    wb, norm = None, m
+                else:
+                    norm = float(wb.sum())
+                    if norm == 0.0:
+                        continue  # nothing to learn from this batch
                 # L2 penalty alpha/(2m) ‖W‖², with its gradient scaled like the loss's
-                opt.weight_decay = c * alpha / m
-                penalty = 0.5 * alpha * float(np.dot(w_flat, w_flat)) / m
+                opt.weight_decay = c * alpha / norm
+                penalty = 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm
                 if adam:  # sklearn adds ε to √v before the bias correction
                     opt.eps = eps / math.sqrt(1.0 - opt.beta2 ** (opt.t + 1))
-                J = net.train_step(Xb, Tb, loss=loss, reduction="mean", optimizer=opt)
+                J = net.train_step(Xb, Tb, loss=loss, reduction="mean", optimizer=opt,
+                                   sample_weight=wb)
                 if self._extra_units:  # hold the binary case's second logit at 0
                     W_last[n_real:] = 0.0
                     b_last[n_real:] = 0.0
@@ -322,7 +343,8 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
             self._update_no_improvement(X_val if self.early_stopping else None,
-                                        y_val if self.early_stopping else None, net)
+                                        y_val if self.early_stopping else None,
+                                        sw_val if self.early_stopping else None, net)
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
                 if self.verbose:
@@ -342,9 +364,9 @@ class _BaseMLP(BaseEstimator):
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed.")
 
-    def _update_no_improvement(self, X_val, y_val, net):
+    def _update_no_improvement(self, X_val, y_val, sw_val, net):
         if X_val is not None:
-            score = self._score_checked(X_val, y_val)
+            score = self._score_checked(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -365,9 +387,13 @@ class _BaseMLP(BaseEstimator):
 
     # -- public ------------------------------------------------------------------
 
-    def fit(self, X, y):
-        """Fit the network to X (n_samples, n_features) and y; returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to X (n_samples, n_features) and y; returns self.
+
+        sample_weight (n_samples,): weights ≥ 0 of the examples, as in
+        scikit-learn (each batch's loss, gradient and L2 term are divided by
+        the batch's sum of weights; a batch of weight 0 is skipped)."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _check_X(self, X):
         check_is_fitted(self)
@@ -401,17 +427,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.out_activation_ = "identity"
         return X, T, y, None
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current state."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
         Y = self._forward(self._check_X(X))
         return Y.ravel() if Y.shape[1] == 1 else Y
 
-    def _score_checked(self, X, y):
-        return r2_score(y, self.predict(X))
+    def _score_checked(self, X, y, sample_weight=None):
+        return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -464,15 +490,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         T = (1 - codes) if k == 2 else codes
         return X, np.ascontiguousarray(T, dtype=np.int64), y, strat
 
-    def _fit(self, X, y, incremental, classes=None):
+    def _fit(self, X, y, incremental, sample_weight=None, classes=None):
         if classes is not None:
             self._pending_classes = classes
         try:
-            return super()._fit(X, y, incremental)
+            return super()._fit(X, y, incremental, sample_weight)
         finally:
             self.__dict__.pop("_pending_classes", None)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
         if not hasattr(self, "classes_"):
             if classes is None:
@@ -480,7 +506,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"`classes={classes!r}` is not the same as on last call to "
                              f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
@@ -503,5 +529,5 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         proba = self.predict_proba(X)  # checks first that we are fitted
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def _score_checked(self, X, y):
-        return accuracy_score(y, self.predict(X))
+    def _score_checked(self, X, y, sample_weight=None):
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from fastbp import _network
-from fastbp.inputs import as_inputs, as_targets
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets
 from fastbp.optim import make_optimizer
 
 __all__ = ["fit", "dataset_loss"]
@@ -102,8 +102,26 @@ class _EarlyStopping:
             self.params[...] = self.best_params
 
 
+def _checked_weights(sample_weight, n):
+    """fit's sample_weight as a float64 (n,) array of finite weights ≥ 0 with a positive sum."""
+    w = as_sample_weight(sample_weight, n)
+    if w is None:
+        return None
+    bad = ~(np.isfinite(w) & (w >= 0.0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"sample_weight must be finite and >= 0, got {w[i]} at row {i}")
+    if not w.sum() > 0.0:
+        raise ValueError("sample_weight must have a positive sum, got all zeros")
+    return w
+
+
 def fit(net, X, T, *, comm=None, **kwargs):
     """See MLP.fit."""
+    if comm is not None and kwargs.get("sample_weight") is not None:
+        # each rank would normalise by its own shard's weights, not the global batch's
+        raise ValueError("sample_weight is not supported with comm= (data-parallel fit); "
+                         "weight the examples by repeating or subsampling them instead")
     if comm is None:
         return _fit(net, X, T, None, **kwargs)
     # Data-parallel over MPI (fastbp.distributed, issue 9): `sync` does the
@@ -119,7 +137,7 @@ def fit(net, X, T, *, comm=None, **kwargs):
 
 def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction, weight_decay,
          shuffle, seed, validation_data, early_stopping, patience, min_delta,
-         restore_best_weights, callback, progress, check_finite):
+         restore_best_weights, callback, progress, check_finite, sample_weight=None):
     """fit on one process (sync None) or on one rank of an MPI job."""
     from fastbp.network import _codes
     lc, rc = _codes(loss, reduction)
@@ -134,6 +152,8 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
     n = X.shape[0]
     if n == 0:
         raise ValueError("X must have at least one row, got shape (0, ...)")
+    w = _checked_weights(sample_weight, n)
+    w_total = n if w is None else float(w.sum())
     if validation_data is not None:
         try:
             X_val, T_val = validation_data
@@ -161,12 +181,14 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
             order = np.arange(n, dtype=np.int64)
             X_buf = np.empty((bs,) + X.shape[1:])
             T_buf = np.empty((bs,) + T.shape[1:], dtype=T.dtype)
+            w_buf = np.empty(bs if w is not None else 0)
             tail = n - (len(starts) - 1) * bs
             # the batch views, made once: full batches, and the last one
-            full = (X_buf, T_buf)
-            last = (X_buf[:tail], T_buf[:tail])
+            full = (X_buf, T_buf, w_buf if w is not None else None)
+            last = (X_buf[:tail], T_buf[:tail], w_buf[:tail] if w is not None else None)
         else:
-            batches = [(X[s:s + bs], T[s:s + bs]) for s in starts]
+            batches = [(X[s:s + bs], T[s:s + bs], w[s:s + bs] if w is not None else None)
+                       for s in starts]
         params, grads, n_decay = net.params, net.grads, net.n_weights
         history = {"loss": []}
         if validation_data is not None:
@@ -181,23 +203,31 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                 total = 0.0
                 for i, start in enumerate(starts):
                     if shuffle:
-                        xb, tb = full if start + bs <= n else last
+                        xb, tb, wb = full if start + bs <= n else last
                         _network.gather_rows(X, order, start, xb.shape[0], X_buf)
                         _network.gather_rows(T, order, start, xb.shape[0], T_buf)
+                        if w is not None:
+                            _network.gather_rows(w, order, start, xb.shape[0], w_buf)
                     else:
-                        xb, tb = batches[i]
+                        xb, tb, wb = batches[i]
+                    m = xb.shape[0]
+                    sb = m if wb is None else float(wb.sum())  # the batch's weight
+                    if sb == 0.0:
+                        continue  # a batch of weight 0 carries no gradient
                     # 1. local gradient into the flat buffer
-                    J = core.step(xb, tb, lc, rc, None, True)
+                    J = core.step(xb, tb, lc, rc, wb, True)
                     if sync is not None:  # the global batch's gradient, on every rank
                         sync.reduce_gradient(grads, i)
                     # 2. the optimiser's in-place update
                     opt.step(params, grads, lr=step_lr, n_decay=n_decay)
-                    total += J * xb.shape[0] if rc == _RED_MEAN else J
+                    # the epoch's loss weights each batch by its weight
+                    total += J * sb if rc == _RED_MEAN else J * (sb / m)
                 if sync is not None:  # global losses, the same on every rank
                     sync.record_epoch(history, total, n, None if validation_data is None else
                                       (dataset_loss(net, X_val, T_val, lc, _RED_SUM), X_val.shape[0]))
                 else:
-                    history["loss"].append(total / n if rc == _RED_MEAN else total)
+                    history["loss"].append(total / w_total if rc == _RED_MEAN
+                                           else total * (n / w_total))
                     if validation_data is not None:
                         history["val_loss"].append(dataset_loss(net, X_val, T_val, lc, rc))
                 if bar is not None:
