@@ -105,7 +105,8 @@ def equivalence(tmp_path_factory):
     return results("fit_equivalence.py", str(out_dir))
 
 
-CASES = ["sgd", "momentum", "adam", "sum_reduction", "weight_decay", "half_reduction", "cross_entropy"]
+CASES = ["sgd", "momentum", "adam", "sum_reduction", "weight_decay", "half_reduction", "cross_entropy",
+         "sample_weight", "sample_weight_sum"]
 
 
 @needs_mpi

@@ -374,10 +374,3 @@ def test_fit_bad_sample_weight(w, match):
     with pytest.raises(ValueError, match=match):
         net.fit(X, T, epochs=1, sample_weight=w)
     assert np.array_equal(net.params, before)
-
-
-
-def test_fit_sample_weight_with_comm_is_refused_before_any_collective():
-    net = MLP([3, 2, 1], seed=0)
-    with pytest.raises(ValueError, match="not supported with comm="):
-        net.fit(np.zeros((4, 3)), np.zeros((4, 1)), comm=object(), sample_weight=np.ones(4))

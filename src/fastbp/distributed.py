@@ -125,9 +125,11 @@ class FitSync:
         self._started = False     # past the agreement: a failure now aborts
         self._collective = False  # the exception in flight is raised on every rank
         self._scale = None        # per-step factor of the local gradient, or None
+        self._rows = None         # (this rank's, the global batch's) rows per step
+        self._weight = None       # the global batch's sum of sample weights per step
         self._mean = False
         self._reduction = "sum"
-        self._epoch = np.zeros(4)
+        self._epoch = np.zeros(5)
 
     # -- before training ----------------------------------------------------
 
@@ -177,13 +179,32 @@ class FitSync:
                 raise ValueError(f"fit's {key} must be the same on every rank, got {values} (by rank)")
         self._reduction = settings.get("reduction", "sum")
         self._mean = self._reduction == "mean"
+        rows = np.array([r for _, r in all_settings], dtype=np.float64)  # (size, batches)
+        self._rows = rows[self.rank], rows.sum(axis=0)
         if self._mean and self.size > 1:
-            rows = np.array([r for _, r in all_settings], dtype=np.float64)  # (size, batches)
-            self._scale = rows[self.rank] / rows.sum(axis=0)
+            self._scale = self._rows[0] / self._rows[1]
         self._started = True
         broadcast(params, self.comm, root=0)
 
     # -- every step -----------------------------------------------------------
+
+    def weigh_batches(self, local):
+        """With sample weights, at the start of an epoch: ``local`` is this
+        rank's sum of weights in each step's batch.  Each rank's gradient,
+        normalised by its own weights, is rescaled so that the sum over the
+        ranks is the global batch's, normalised by the global weight (as
+        one process with the whole batch would: w_i N / Σ w)."""
+        total = np.empty_like(local)
+        self.comm.Allreduce([local, self.MPI.DOUBLE], [total, self.MPI.DOUBLE], op=self.MPI.SUM)
+        self._weight = total
+        mine, rows = self._rows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = local / total if self._mean else (rows * local) / (total * mine)
+        self._scale = np.where(total > 0.0, share, 0.0)
+
+    def batch_weight(self, step):
+        """The global batch's sum of weights at ``step`` (after weigh_batches)."""
+        return float(self._weight[step])
 
     def reduce_gradient(self, grads, step):
         """grads ← Σ_ranks (scale_r · grads_r), in place: the global batch's gradient."""
@@ -194,16 +215,18 @@ class FitSync:
 
     # -- every epoch ----------------------------------------------------------
 
-    def record_epoch(self, history, train_total, train_rows, val=None):
+    def record_epoch(self, history, train_total, train_rows, val=None, train_weight=None):
         """Append the global losses to ``history``, the same on every rank.
 
         train_total: this rank's summed batch losses (each reduced like the
-        fit, "mean" ones multiplied back by their rows); val: (sum of the
-        losses, rows) on this rank's validation shard, or None.
+        fit, "mean" ones multiplied back by their weight); train_weight: the
+        shard's sum of sample weights (its rows without weights); val: (sum
+        of the losses, rows) on this rank's validation shard, or None.
         """
         buf = self._epoch
         buf[0], buf[1] = train_total, train_rows
         buf[2], buf[3] = val if val is not None else (0.0, 0)
+        buf[4] = train_rows if train_weight is None else train_weight
         # reduced on rank 0 and broadcast: bitwise the same numbers everywhere
         MPI = self.MPI
         if self.rank == 0:
@@ -211,8 +234,11 @@ class FitSync:
         else:
             self.comm.Reduce([buf, MPI.DOUBLE], None, op=MPI.SUM, root=0)
         self.comm.Bcast([buf, MPI.DOUBLE], root=0)
-        total, n, vtotal, vn = buf
-        history["loss"].append(total / n if self._mean and n else float(total))
+        total, n, vtotal, vn, weight = buf
+        if self._mean:
+            history["loss"].append(total / weight if weight else float(total))
+        else:
+            history["loss"].append(float(total * (n / weight)) if weight else float(total))
         if val is not None:
             if self._reduction == "half":
                 vtotal *= 0.5

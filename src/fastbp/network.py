@@ -429,7 +429,9 @@ class MLP:
         sample_weight (N,): example i's cost weighs w_i within its batch
         (each batch's loss and gradient are normalised by the batch's sum of
         weights, as in ``gradients``), and the epoch's loss is the weighted
-        one; a batch whose weights are all 0 is skipped.  Not with comm=.
+        one; a batch whose weights are all 0 is skipped.  With comm=, each
+        rank passes its shard's weights and the normalisation is over the
+        global batch, as one process with the whole batch would do it.
 
         X and T are checked once (2-D, matching rows and widths, finite
         unless check_finite=False) and never modified.  Not thread-safe: a

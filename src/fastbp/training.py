@@ -118,10 +118,6 @@ def _checked_weights(sample_weight, n):
 
 def fit(net, X, T, *, comm=None, **kwargs):
     """See MLP.fit."""
-    if comm is not None and kwargs.get("sample_weight") is not None:
-        # each rank would normalise by its own shard's weights, not the global batch's
-        raise ValueError("sample_weight is not supported with comm= (data-parallel fit); "
-                         "weight the examples by repeating or subsampling them instead")
     if comm is None:
         return _fit(net, X, T, None, **kwargs)
     # Data-parallel over MPI (fastbp.distributed, issue 9): `sync` does the
@@ -170,12 +166,14 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
         bs = min(batch_size, n)
         core.reserve(bs)
         starts = range(0, n, bs)
+        starts_at = np.arange(0, n, bs)
         if sync is not None:  # same loop on every rank, rank 0's initial weights
             sync.start(net.params, [min(bs, n - s) for s in starts],
                        dict(epochs=epochs, loss=loss, reduction=reduction, n_params=net.n_params,
                             optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
                             lr=lr, weight_decay=weight_decay, validation=validation_data is not None,
-                            early_stopping=early_stopping, restore=restore_best_weights))
+                            early_stopping=early_stopping, restore=restore_best_weights,
+                            sample_weight=w is not None))
         if shuffle:
             rng = np.random.default_rng(seed if sync is None else sync.shuffle_seed(seed))
             order = np.arange(n, dtype=np.int64)
@@ -200,6 +198,8 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
             for epoch in range(epochs):
                 if shuffle:
                     rng.shuffle(order)
+                if sync is not None and w is not None:  # the global batches' weights
+                    sync.weigh_batches(np.add.reduceat(w[order] if shuffle else w, starts_at))
                 total = 0.0
                 for i, start in enumerate(starts):
                     if shuffle:
@@ -212,10 +212,15 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                         xb, tb, wb = batches[i]
                     m = xb.shape[0]
                     sb = m if wb is None else float(wb.sum())  # the batch's weight
-                    if sb == 0.0:
-                        continue  # a batch of weight 0 carries no gradient
+                    weighs = sb if sync is None or wb is None else sync.batch_weight(i)
+                    if weighs == 0.0:
+                        continue  # a (global) batch of weight 0 carries no gradient
                     # 1. local gradient into the flat buffer
-                    J = core.step(xb, tb, lc, rc, wb, True)
+                    if sb > 0.0:
+                        J = core.step(xb, tb, lc, rc, wb, True)
+                    else:  # this rank's part of the global batch weighs nothing
+                        grads.fill(0.0)
+                        J = 0.0
                     if sync is not None:  # the global batch's gradient, on every rank
                         sync.reduce_gradient(grads, i)
                     # 2. the optimiser's in-place update
@@ -224,7 +229,8 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                     total += J * sb if rc == _RED_MEAN else J * (sb / m)
                 if sync is not None:  # global losses, the same on every rank
                     sync.record_epoch(history, total, n, None if validation_data is None else
-                                      (dataset_loss(net, X_val, T_val, lc, _RED_SUM), X_val.shape[0]))
+                                      (dataset_loss(net, X_val, T_val, lc, _RED_SUM), X_val.shape[0]),
+                                      train_weight=w_total)
                 else:
                     history["loss"].append(total / w_total if rc == _RED_MEAN
                                            else total * (n / w_total))

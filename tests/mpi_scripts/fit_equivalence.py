@@ -27,7 +27,14 @@ result = {"shard": shard(np.arange(10), COMM).tolist()}
 Y, Y_val = np.argmax(T, axis=1), np.argmax(T_val, axis=1)  # class labels for cross_entropy
 
 
-def fit_pair(optimizer, lr, T=T, T_val=T_val, **kw):
+# sample weights: the second global batch weighs 0 on rank 0's rows only,
+# the fourth on every row (skipped by all)
+W = rng.uniform(0.0, 2.0, 67)
+W[2 * B * SIZE:3 * B * SIZE:SIZE] = 0.0  # rank 0's rows (row % SIZE == 0) of global batch 2
+W[3 * B * SIZE:4 * B * SIZE] = 0.0
+
+
+def fit_pair(optimizer, lr, T=T, T_val=T_val, sample_weight=None, **kw):
     """(distributed history, per-epoch checksums, params) and, on rank 0,
     the single-process run on everything with batch B * SIZE."""
     sums = []
@@ -35,13 +42,16 @@ def fit_pair(optimizer, lr, T=T, T_val=T_val, **kw):
     hist = net.fit(shard(X, COMM), shard(T, COMM), epochs=EPOCHS, batch_size=B, lr=lr,
                    optimizer=optimizer, shuffle=False, comm=COMM,
                    validation_data=(shard(X_val, COMM), shard(T_val, COMM)),
-                   callback=lambda epoch, h: sums.append(checksum(net.params)), **kw)
+                   callback=lambda epoch, h: sums.append(checksum(net.params)),
+                   sample_weight=None if sample_weight is None else shard(sample_weight, COMM),
+                   **kw)
     out = {"hist": hist, "sums": sums, "params": net.params.tolist()}
     if RANK == 0:
         one = MLP([5, 7, 6, 3], activation="tanh", seed=0)
         out["single_hist"] = one.fit(X, T, epochs=EPOCHS, batch_size=B * SIZE, lr=lr,
                                      optimizer=optimizer, shuffle=False,
-                                     validation_data=(X_val, T_val), **kw)
+                                     validation_data=(X_val, T_val),
+                                     sample_weight=sample_weight, **kw)
         out["single_params"] = one.params.tolist()
     return net, out
 
@@ -52,6 +62,8 @@ result["sum_reduction"] = fit_pair("sgd", 0.01, reduction="sum")[1]
 result["weight_decay"] = fit_pair("momentum", 0.05, weight_decay=0.1)[1]
 result["half_reduction"] = fit_pair("nesterov", 0.01, reduction="half")[1]
 result["cross_entropy"] = fit_pair("adam", 0.01, T=Y, T_val=Y_val, loss="cross_entropy")[1]
+result["sample_weight"] = fit_pair("momentum", 0.05, sample_weight=W)[1]
+result["sample_weight_sum"] = fit_pair("sgd", 0.01, sample_weight=W, reduction="sum")[1]
 
 # a communicator of one process is the plain fit, bitwise
 if RANK == 0:
