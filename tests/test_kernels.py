@@ -44,16 +44,26 @@ def test_matmul_abt(rng, n, k, d):
 
 
 # matmul_abt_kernel transposes the smaller operand first when the smaller of
-# n, d is ≥ 8, 1 < k ≤ 512 and n·k·d ≤ 10⁶: both sides of every bound, both
+# n, d is ≥ 8, 1 < k ≤ 512 and n·k·d ≤ 10⁶ (with several BLAS threads, not
+# above 2¹⁸ madds where n and d are ≥ 32): both sides of every bound, both
 # operands transposed (n ≤ d, n > d), and the same scratch reused across sizes.
 ABT_FORM_SHAPES = [
     (7, 64, 64), (8, 64, 64), (64, 64, 7), (64, 64, 8), (8, 2, 9), (9, 1, 8),
     (16, 512, 16), (16, 513, 16), (100, 100, 100), (100, 100, 101), (101, 99, 100),
     (33, 17, 200), (200, 17, 33), (8, 8, 8), (64, 500, 31), (31, 500, 64),
+    (128, 64, 64), (64, 64, 128), (31, 128, 128), (32, 128, 128), (128, 256, 10),
 ]
 
 
-def test_matmul_abt_in_every_product_form(rng):
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_matmul_abt_in_every_product_form(rng, blas_threads):
+    # above 2¹⁸ madds the form also depends on the BLAS's thread count
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"):
+        check_abt_forms(rng)
+
+
+def check_abt_forms(rng):
     for shape in ABT_FORM_SHAPES + ABT_FORM_SHAPES[::-1]:
         n, k, d = shape
         A, B = make(rng, n, k), make(rng, d, k)

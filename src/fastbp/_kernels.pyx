@@ -36,17 +36,24 @@ cdef extern from "_scratch.h" nogil:
     double *fb_scratch_slot(int slot, size_t n)
     void fb_transpose(const double *A, double *T, int n, int k)
 
+cdef extern from "_blasinfo.h" nogil:
+    int fb_blas_threads(void *dgemm)
+
 # Below 10⁶ multiply-adds OpenBLAS runs unpacked small-matrix kernels, and
 # the one for C = A Bᵀ on row-major operands (column-major "TN") is ~1.6×
 # slower than the other forms at 64³ (it reduces across vector lanes).
 # Transposing the smaller operand first (n·k or d·k copies, cheap next to
 # n·k·d madds) reaches a fast form.  Measured (benchmarks/bench_abt_forms.py):
-# the copy loses where the smaller of n, d is under 8 or the
-# dot products are long (k > 512), so those keep the direct call.
+# the copy loses where the smaller of n, d is under 8 or the dot products
+# are long (k > 512), so those keep the direct call; and with more than one
+# BLAS thread, above 2¹⁸ madds the direct call is threaded (the small
+# kernels never are), which wins where both n and d are at least 32.
 cdef enum:
     SMALL_ABT_MADDS = 1000000
     SMALL_ABT_MIN_ROWS = 8
     SMALL_ABT_MAX_K = 512
+    BLAS_THREADED_MADDS = 262144
+    THREADED_ABT_MIN_ROWS = 32
 
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
@@ -97,8 +104,11 @@ cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil:
     cdef double *t
+    cdef int64_t madds = <int64_t>n * k * d
     if (SMALL_ABT_MIN_ROWS <= min(n, d) and 1 < k <= SMALL_ABT_MAX_K
-            and <int64_t>n * k * d <= SMALL_ABT_MADDS):
+            and madds <= SMALL_ABT_MADDS
+            and not (madds > BLAS_THREADED_MADDS and min(n, d) >= THREADED_ABT_MIN_ROWS
+                     and fb_blas_threads(<void *>dgemm) > 1)):
         if n <= d:
             t = fb_scratch_slot(1, <size_t>n * k)
             if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
