@@ -171,6 +171,36 @@ def test_bad_sample_weight_is_refused(diabetes):
         MLPRegressor(max_iter=1).fit(X, y, sample_weight=np.ones(3))
 
 
+@pytest.mark.parametrize("params", [
+    dict(learning_rate="invscaling", power_t=0.3, learning_rate_init=0.05),
+    dict(learning_rate="invscaling", nesterovs_momentum=False, learning_rate_init=0.05),
+    # adaptive: a loose tol makes every epoch "no improvement", so the rate
+    # is divided by 5 after every 3rd epoch until it is below 1e-6
+    dict(learning_rate="adaptive", tol=10.0, n_iter_no_change=2, learning_rate_init=0.01),
+    dict(learning_rate="adaptive", tol=10.0, n_iter_no_change=1, early_stopping=True,
+         learning_rate_init=0.01),
+])
+def test_learning_rate_schedules_fit_like_sklearn(digits, diabetes, params):
+    X, y = digits
+    ours, theirs = fit_both("MLPClassifier", X[:300], y[:300], solver="sgd", max_iter=12,
+                            **params)
+    assert_same_network(ours, theirs)
+    Xd, yd = diabetes
+    ours, theirs = fit_both("MLPRegressor", Xd, yd / 100.0, solver="sgd", max_iter=12, **params)
+    assert_same_network(ours, theirs, atol=1e-8)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+
+
+def test_adaptive_rate_stops_once_below_1e6(diabetes):
+    X, y = diabetes
+    params = dict(solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=1,
+                  learning_rate_init=1e-5, max_iter=50)
+    ours, theirs = fit_both("MLPRegressor", X, y / 100.0, **params)
+    # 1e-5 -> 2e-6 -> 4e-7 (≤ 1e-6: stop at the next stall)
+    assert ours.n_iter_ == theirs.n_iter_ < 50
+    assert_same_network(ours, theirs, atol=1e-8)
+
+
 def test_multioutput_regression_and_stopping_on_tol(diabetes):
     X, y = diabetes
     Y = np.column_stack([y, -y]) / 100.0
@@ -250,6 +280,7 @@ def test_pipeline_and_grid_search_pick_what_sklearn_picks(digits):
     ("max_iter", 0), ("max_iter", 2.5), ("tol", -1.0), ("momentum", 1.5),
     ("validation_fraction", 1.0), ("beta_1", 1.0), ("beta_2", -0.1), ("epsilon", 0.0),
     ("n_iter_no_change", 0), ("shuffle", "yes"), ("warm_start", 1),
+    ("learning_rate", "cosine"), ("power_t", -0.5), ("max_fun", 0),
 ])
 def test_bad_parameters_are_named(digits, param, value):
     X, y = digits

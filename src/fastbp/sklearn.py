@@ -64,6 +64,7 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 # scikit-learn's activation names -> fastbp's
 _ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _SOLVERS = ("sgd", "adam")
+_SCHEDULES = ("constant", "invscaling", "adaptive")  # learning_rate, for solver="sgd"
 
 
 def _check_number(value, name, low, high=None, low_open=False, high_open=False, integer=False):
@@ -91,17 +92,19 @@ class _BaseMLP(BaseEstimator):
     _grad_scale = 1.0
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate_init=0.001, max_iter=200,
-                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
-                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10):
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -116,6 +119,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun  # lbfgs only (which fastbp lacks): checked, otherwise unused
 
     # -- parameters ----------------------------------------------------------
 
@@ -140,7 +144,12 @@ class _BaseMLP(BaseEstimator):
         _check_number(self.alpha, "alpha", 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_number(self.batch_size, "batch_size", 1, integer=True)
+        if self.learning_rate not in _SCHEDULES:
+            raise ValueError(
+                f"learning_rate must be one of {_SCHEDULES}, got {self.learning_rate!r}")
         _check_number(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
+        _check_number(self.power_t, "power_t", 0.0)
+        _check_number(self.max_fun, "max_fun", 1, integer=True)
         _check_number(self.max_iter, "max_iter", 1, integer=True)
         _check_number(self.tol, "tol", 0.0)
         _check_number(self.momentum, "momentum", 0.0, 1.0, high_open=True)
@@ -345,12 +354,22 @@ class _BaseMLP(BaseEstimator):
             self._update_no_improvement(X_val if self.early_stopping else None,
                                         y_val if self.early_stopping else None,
                                         sw_val if self.early_stopping else None, net)
+            schedule = self.learning_rate if self.solver == "sgd" else "constant"
+            if schedule == "invscaling":  # at each epoch's end, from the samples seen
+                self._set_lr(opt, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
+                msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                       f"{self.n_iter_no_change} consecutive epochs.")
+                if schedule != "adaptive" or self._sk_lr(opt) <= 1e-6:
+                    if self.verbose:
+                        print(msg + (" Stopping." if schedule != "adaptive"
+                                     else " Learning rate too small. Stopping."))
+                    break
+                self._set_lr(opt, self._sk_lr(opt) / 5.0)  # adaptive: a fifth, and go on
                 if self.verbose:
-                    print(f"{what} did not improve more than tol={self.tol:f} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-                break
+                    print(msg + " Setting learning rate to %f" % self._sk_lr(opt))
+                self._no_improvement_count = 0
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
@@ -363,6 +382,20 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed.")
+
+    def _sk_lr(self, opt):
+        """The SGD learning rate in scikit-learn's terms (fastbp's is 1/c of it)."""
+        return opt.lr * self._grad_scale
+
+    def _set_lr(self, opt, lr):
+        """Set scikit-learn's learning rate lr.  scikit-learn's velocity
+        v = μ v − lr g has lr inside; fastbp's v = μ v + g has it outside,
+        so v is rescaled to keep the same step when lr changes."""
+        new = lr / self._grad_scale
+        velocity = getattr(opt, "velocity", None)
+        if velocity is not None and new != opt.lr and new > 0.0:
+            velocity *= opt.lr / new
+        opt.lr = new
 
     def _update_no_improvement(self, X_val, y_val, sw_val, net):
         if X_val is not None:
@@ -404,8 +437,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPRegressor`` with ``solver`` in
-    {"sgd", "adam"}: the same parameters (learning_rate is always
-    "constant"), objective ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws
+    {"sgd", "adam"}: the same parameters (max_fun, for lbfgs, is checked and
+    unused), objective ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws
     and fitted attributes (coefs_, intercepts_, loss_, loss_curve_, n_iter_,
     best_loss_, validation_scores_, best_validation_score_, t_, n_layers_,
     n_outputs_, out_activation_).
@@ -444,7 +477,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPClassifier`` with ``solver`` in
-    {"sgd", "adam"} (learning_rate always "constant"): softmax + log-loss
+    {"sgd", "adam"} (max_fun, for lbfgs, is checked and unused): softmax + log-loss
     for several classes, one logistic unit + binary log-loss for two, the
     same random draws and fitted attributes (classes_, coefs_, intercepts_,
     loss_, loss_curve_, n_iter_, ...).  Multilabel targets are not
