@@ -506,3 +506,23 @@ def test_user_arrays_are_never_modified():
     net.predict(X)
     net.fit(X, T, epochs=2, batch_size=3)
     net.fit(X, T, epochs=2, batch_size=3, shuffle=False)
+
+
+def test_core_reports_the_worst_row_cross_entropy(rng):
+    # used by fastbp.sklearn to see, without another pass, whether any
+    # probability fell below scikit-learn's clipping threshold
+    net = MLP([4, 6, 3], activation="tanh", seed=1)
+    X, y = rng.standard_normal((9, 4)), rng.integers(0, 3, 9)
+    w = rng.uniform(0.5, 2.0, 9)
+    w[np.argmax(-np.log(_softmax(net.forward(X))[np.arange(9), y]))] = 0.0  # the worst row weighs 0
+    for sample_weight in (None, w):
+        net.gradients(X, y, loss="cross_entropy", sample_weight=sample_weight)
+        row_loss = -np.log(_softmax(net.forward(X))[np.arange(9), y])
+        if sample_weight is not None:
+            row_loss = row_loss[sample_weight > 0]
+        assert net._core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)
+
+
+def _softmax(Z):
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)

@@ -18,6 +18,7 @@ class NetworkCore:
     n_layers: int
     capacity: int
     softmax_output: bool
+    worst_row_loss: float
     def __init__(self, sizes: Sequence[int], act_codes: Sequence[int], params: _F64,
                  grads: _F64, softmax_output: bool = False) -> None: ...
     def reserve(self, rows: int) -> None: ...

@@ -18,7 +18,7 @@ around it serialises access.
 """
 
 cimport numpy as cnp
-from libc.math cimport log, sqrt, isfinite
+from libc.math cimport log, sqrt, isfinite, INFINITY
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from libc.stdint cimport int64_t
@@ -109,19 +109,21 @@ cdef double _exp_shifted(const double *z, double *e, Py_ssize_t d,
 
 cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t *labels,
                                 double *dZ, const double *r, Py_ssize_t n,
-                                Py_ssize_t d, double s) noexcept nogil:
+                                Py_ssize_t d, double s, double *worst) noexcept nogil:
     """Softmax fused with cross entropy, row by row, log-sum-exp stable.
 
     With P = softmax(z) and lse = log Σ exp z:  J_i = −Σ_j T_j log P_j
     = (Σ_j T_j) lse − Σ_j T_j z_j and ∂J_i/∂z = (Σ_j T_j) P − T, which is
     P − T for one-hot or probability rows.  ``labels`` (when not NULL)
     stands for one-hot T.  Rows are scaled by s·r_i (r NULL: all ones).
+    worst: the largest J_i of a row with weight > 0 (−inf if none).
     """
     cdef Py_ssize_t i, j
     cdef double total = 0.0, m, sumexp, lse, tsum, tz, c, row_loss, inv
     cdef const double *z
     cdef double *g
     cdef int64_t lab
+    worst[0] = -INFINITY
     for i in range(n):
         z = Z + i * d
         g = dZ + i * d
@@ -145,6 +147,8 @@ cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t 
             for j in range(d):
                 g[j] = c * (tsum * g[j] * inv - T[i * d + j])
         total += (r[i] if r != NULL else 1.0) * row_loss
+        if row_loss > worst[0] and (r == NULL or r[i] > 0.0):
+            worst[0] = row_loss
     return s * total
 
 
@@ -238,6 +242,10 @@ cdef class NetworkCore:
     cdef readonly int n_layers
     cdef readonly Py_ssize_t capacity
     cdef readonly bint softmax_output
+    # the largest one-row cross entropy −log P(true class) of the last pass
+    # (rows of weight 0 left out): lets a caller see whether any row's
+    # probability fell below a threshold without another pass
+    cdef readonly double worst_row_loss
     cdef int *size
     cdef int *act
     cdef Py_ssize_t *w_off
@@ -256,6 +264,7 @@ cdef class NetworkCore:
     cdef double *db_scratch
 
     def __cinit__(self):
+        self.worst_row_loss = -INFINITY
         self.size = NULL
         self.act = NULL
         self.w_off = NULL
@@ -358,7 +367,8 @@ cdef class NetworkCore:
         self._forward(X, n)
         d = self.size[L]
         if loss == LOSS_CROSS_ENTROPY:
-            J = _cross_entropy_rows(self.A[L], T, labels, cur, r, n, d, s)
+            J = _cross_entropy_rows(self.A[L], T, labels, cur, r, n, d, s,
+                                    &self.worst_row_loss)
         elif r != NULL:
             J = _squared_error_rows(self.A[L], T, cur, r, n, d, s)
         else:

@@ -1,5 +1,5 @@
 """scikit-learn estimators trained by fastbp: drop-ins for MLPRegressor and
-MLPClassifier (solvers "sgd" and "adam").
+MLPClassifier (solvers "sgd", "adam" and "lbfgs").
 
 They take scikit-learn's parameters where the meaning matches, minimise the
 same objective, draw the same random numbers in the same order from
@@ -21,10 +21,13 @@ network as scikit-learn, to rounding.  The network under them is a
 
 Both add the L2 penalty alpha/(2·batch) ‖W‖² (weights, not biases), and
 Adam's ε is applied where scikit-learn applies it (to √v before the bias
-correction).  One visible difference: scikit-learn's reported log-loss
-clips probabilities at 2.2e-16 and fastbp's does not, so while some are
-that small the first entries of ``loss_curve_`` can differ (the gradients
-do not).
+correction).  "lbfgs" is SciPy's L-BFGS-B on the whole-data loss and
+gradient from one compiled pass, as scikit-learn runs it.  scikit-learn's
+log-loss clips probabilities at 2.2e-16: fastbp's exact loss is replaced by
+the clipped one where a row's probability is that small for L-BFGS (whose
+line search reads the loss), not in the stochastic solvers' reported
+``loss_curve_`` (whose first entries can then differ; the gradients, and so
+the weights, are the same).
 scikit-learn is needed at import time of this module only: ``import
 fastbp`` does not load it.
 """
@@ -43,6 +46,8 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.optimize import _check_optimize_result
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - exercised without sklearn
     raise ImportError(
@@ -50,7 +55,7 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
         "(or `pip install 'fastbp[sklearn]'`)") from exc
 
 from fastbp import _kernels, _network
-from fastbp.network import MLP
+from fastbp.network import MLP, _codes
 from fastbp.optim import SGD, Adam, Momentum
 
 try:  # scikit-learn >= 1.6
@@ -63,8 +68,23 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # scikit-learn's activation names -> fastbp's
 _ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_SOLVERS = ("sgd", "adam")
+_SOLVERS = ("lbfgs", "sgd", "adam")
+_STOCHASTIC = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")  # learning_rate, for solver="sgd"
+
+# scikit-learn's log-loss clips probabilities to [eps, 1 − eps]: a row's loss
+# differs from the exact −log p once p < eps, i.e. above −log eps
+_EPS = float(np.finfo(np.float64).eps)
+_CLIPPED_LOG_LOSS = -math.log(_EPS)
+
+
+def _clipped_log_loss(net, X, labels, sw):
+    """The mean log-loss with scikit-learn's clipping (one more forward pass)."""
+    Z = net.forward(X)
+    Z -= Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    p = Z[np.arange(len(labels)), labels] / Z.sum(axis=1)
+    return float(np.average(-np.log(np.clip(p, _EPS, 1.0 - _EPS)), weights=sw))
 
 
 def _check_number(value, name, low, high=None, low_open=False, high_open=False, integer=False):
@@ -119,7 +139,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun  # lbfgs only (which fastbp lacks): checked, otherwise unused
+        self.max_fun = max_fun  # lbfgs: the most loss evaluations
 
     # -- parameters ----------------------------------------------------------
 
@@ -140,7 +160,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"activation must be one of {tuple(_ACTIVATION)}, got {self.activation!r}")
         if self.solver not in _SOLVERS:
             raise ValueError(
-                f"solver must be one of {_SOLVERS} (fastbp has no 'lbfgs'), got {self.solver!r}")
+                f"solver must be one of {_SOLVERS}, got {self.solver!r}")
         _check_number(self.alpha, "alpha", 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_number(self.batch_size, "batch_size", 1, integer=True)
@@ -181,6 +201,8 @@ class _BaseMLP(BaseEstimator):
             b[fan_out:] = 0.0
         self._adopt(net)
         self._best_params = net.params.copy()
+        if self.solver not in _STOCHASTIC:  # as scikit-learn: no curve, no stopping state
+            return
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -264,10 +286,54 @@ class _BaseMLP(BaseEstimator):
                 f"y has {n_out} outputs but the fitted network has {self.coefs_[-1].shape[1]}; "
                 "fit again with warm_start=False")
         net = self._ensure_net()
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(net, X, T, sw)
+            return self
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer()
         self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
         return self
+
+    def _fit_lbfgs(self, net, X, T, sw):
+        """scikit-learn's full-batch L-BFGS-B (SciPy) on the same objective,
+        with the loss and its gradient from one compiled pass over X.
+
+        L-BFGS only takes dot products and elementwise steps of the
+        parameter vector, so fastbp's order of the parameters gives the same
+        iterates as scikit-learn's, up to rounding."""
+        from scipy.optimize import minimize
+        c, alpha = self._grad_scale, float(self.alpha)
+        params, grads, n_w = net.params, net.grads, net.n_weights
+        w_flat = params[:n_w]
+        loss_is_squared = T.dtype != np.int64
+        lc, rc = _codes("squared_error" if loss_is_squared else "cross_entropy", "mean")
+        scale = c * (T.shape[1] if loss_is_squared else 1)  # as in _fit_stochastic
+        norm = X.shape[0] if sw is None else float(sw.sum())
+        n_real = net.weights[-1].shape[0] - self._extra_units
+        held = (net.grad_weights[-1][n_real:], net.grad_biases[-1][n_real:])
+
+        def loss_and_gradient(theta):
+            params[...] = theta
+            J = net._core.step(X, T, lc, rc, sw, True)
+            loss = J / scale
+            if not loss_is_squared and net._core.worst_row_loss > _CLIPPED_LOG_LOSS:
+                loss = _clipped_log_loss(net, X, T, sw)  # what scikit-learn reports
+            np.divide(grads, c, out=grads)
+            grads[:n_w] += (alpha / norm) * w_flat
+            for g in held:  # the binary case's second logit stays at 0
+                g[...] = 0.0
+            return loss + 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm, grads.copy()
+
+        res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
+                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
+        self.loss_ = float(res.fun)
+        params[...] = res.x
+        if not np.isfinite(params).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed.")
 
     def _split(self, X, T, y_score, sw, strat, rs):
         idx = np.arange(X.shape[0])
@@ -383,6 +449,12 @@ class _BaseMLP(BaseEstimator):
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed.")
 
+    def _check_stochastic(self):
+        if self.solver not in _STOCHASTIC:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
     def _sk_lr(self, opt):
         """The SGD learning rate in scikit-learn's terms (fastbp's is 1/c of it)."""
         return opt.lr * self._grad_scale
@@ -437,8 +509,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPRegressor`` with ``solver`` in
-    {"sgd", "adam"}: the same parameters (max_fun, for lbfgs, is checked and
-    unused), objective ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws
+    {"sgd", "adam", "lbfgs"}: the same parameters, objective ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws
     and fitted attributes (coefs_, intercepts_, loss_, loss_curve_, n_iter_,
     best_loss_, validation_scores_, best_validation_score_, t_, n_layers_,
     n_outputs_, out_activation_).
@@ -460,6 +531,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.out_activation_ = "identity"
         return X, T, y, None
 
+    @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current state."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
@@ -477,7 +549,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPClassifier`` with ``solver`` in
-    {"sgd", "adam"} (max_fun, for lbfgs, is checked and unused): softmax + log-loss
+    {"sgd", "adam", "lbfgs"}: softmax + log-loss
     for several classes, one logistic unit + binary log-loss for two, the
     same random draws and fitted attributes (classes_, coefs_, intercepts_,
     loss_, loss_curve_, n_iter_, ...).  Multilabel targets are not
@@ -531,6 +603,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         finally:
             self.__dict__.pop("_pending_classes", None)
 
+    @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
         if not hasattr(self, "classes_"):
