@@ -30,6 +30,8 @@ CASES = [
     ("digits", load_digits, "MLPClassifier", {"solver": "sgd"}),
     ("diabetes", load_diabetes, "MLPRegressor", {}),
     ("diabetes", load_diabetes, "MLPRegressor", {"solver": "sgd", "learning_rate_init": 1e-4}),
+    ("digits", load_digits, "MLPClassifier", {"solver": "lbfgs"}),
+    ("diabetes", load_diabetes, "MLPRegressor", {"solver": "lbfgs"}),
 ]
 
 
