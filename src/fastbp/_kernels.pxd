@@ -54,3 +54,13 @@ cdef cnp.ndarray check_array(object a, str name, int ndim)
 # would gain nothing from so short a release).
 cdef inline bint worth_releasing_gil(int64_t madds) noexcept nogil:
     return madds >= 16 * 16 * 16
+
+
+# Whether two C-contiguous arrays share memory: each occupies exactly
+# [data, data + nbytes), so this is exact (the aliasing check of the
+# kernels' outputs and of the optimisers' restrict buffers).
+cdef inline bint share_memory(cnp.ndarray a, cnp.ndarray b) noexcept:
+    cdef char *pa = cnp.PyArray_BYTES(a)
+    cdef char *pb = cnp.PyArray_BYTES(b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na

@@ -204,14 +204,6 @@ cdef cnp.ndarray check_array(object a, str name, int ndim):
     return arr
 
 
-cdef inline bint _overlap(cnp.ndarray a, cnp.ndarray b) noexcept:
-    # Both are C-contiguous: each occupies exactly [data, data + nbytes).
-    cdef char *pa = cnp.PyArray_BYTES(a)
-    cdef char *pb = cnp.PyArray_BYTES(b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
-    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
-
-
 cdef cnp.ndarray _output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
                          tuple inputs, tuple input_names):
     """The given out buffer after checks, or a new (uninitialised) array."""
@@ -238,7 +230,7 @@ cdef cnp.ndarray _output(object out, str name, Py_ssize_t rows, Py_ssize_t cols,
     if not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} is read-only; pass a writeable array or None")
     for i in range(len(inputs)):
-        if inputs[i] is not None and _overlap(arr, <cnp.ndarray>inputs[i]):
+        if inputs[i] is not None and share_memory(arr, <cnp.ndarray>inputs[i]):
             raise ValueError(
                 f"{name} shares memory with {input_names[i]}; outputs must not alias inputs or each other")
     return arr

@@ -11,6 +11,8 @@ biases go unpenalised).  Nothing is allocated.
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
+from fastbp._kernels cimport share_memory
+
 # The loops themselves, vectorised (same bits as scalar code): see _update.h.
 cdef extern from "_update.h" nogil:
     void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
@@ -43,16 +45,9 @@ cdef double *_vec(object a, str name, Py_ssize_t n, bint writeable) except? NULL
 cdef int _disjoint(tuple arrays, tuple names) except -1:
     """The loops take restrict pointers: no two buffers may share memory."""
     cdef Py_ssize_t i, j
-    cdef char *pa
-    cdef char *pb
-    cdef Py_ssize_t na, nb
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            pa = cnp.PyArray_BYTES(<cnp.ndarray>arrays[i])
-            pb = cnp.PyArray_BYTES(<cnp.ndarray>arrays[j])
-            na = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[i])
-            nb = cnp.PyArray_NBYTES(<cnp.ndarray>arrays[j])
-            if na > 0 and nb > 0 and pa < pb + nb and pb < pa + na:
+            if share_memory(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
                 raise ValueError(f"{names[i]} and {names[j]} share memory; each must be "
                                  f"its own buffer (pass a copy)")
     return 0
