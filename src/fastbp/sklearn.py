@@ -78,13 +78,25 @@ _EPS = float(np.finfo(np.float64).eps)
 _CLIPPED_LOG_LOSS = -math.log(_EPS)
 
 
-def _clipped_log_loss(net, X, labels, sw):
-    """The mean log-loss with scikit-learn's clipping (one more forward pass)."""
-    Z = net.forward(X)
+def _softmax_rows(Z):
+    """Z ← softmax of each row, in place (max-shifted); returns Z."""
     Z -= Z.max(axis=1, keepdims=True)
     np.exp(Z, out=Z)
-    p = Z[np.arange(len(labels)), labels] / Z.sum(axis=1)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def _clipped_log_loss(net, X, labels, sw):
+    """The mean log-loss with scikit-learn's clipping (one more forward pass)."""
+    p = _softmax_rows(net.forward(X))[np.arange(len(labels)), labels]
     return float(np.average(-np.log(np.clip(p, _EPS, 1.0 - _EPS)), weights=sw))
+
+
+def _require_finite(net):
+    if not np.isfinite(net.params).all():
+        raise ValueError(
+            "Solver produced non-finite parameter weights. The input data may contain "
+            "large values and need to be preprocessed.")
 
 
 def _check_number(value, name, low, high=None, low_open=False, high_open=False, integer=False):
@@ -305,9 +317,9 @@ class _BaseMLP(BaseEstimator):
         c, alpha = self._grad_scale, float(self.alpha)
         params, grads, n_w = net.params, net.grads, net.n_weights
         w_flat = params[:n_w]
-        loss_is_squared = T.dtype != np.int64
-        lc, rc = _codes("squared_error" if loss_is_squared else "cross_entropy", "mean")
-        scale = c * (T.shape[1] if loss_is_squared else 1)  # as in _fit_stochastic
+        loss, scale = self._objective(T)
+        lc, rc = _codes(loss, "mean")
+        clipped = loss == "cross_entropy"  # sklearn's log-loss clips, its squared error not
         norm = X.shape[0] if sw is None else float(sw.sum())
         n_real = net.weights[-1].shape[0] - self._extra_units
         held = (net.grad_weights[-1][n_real:], net.grad_biases[-1][n_real:])
@@ -315,14 +327,14 @@ class _BaseMLP(BaseEstimator):
         def loss_and_gradient(theta):
             params[...] = theta
             J = net._core.step(X, T, lc, rc, sw, True)
-            loss = J / scale
-            if not loss_is_squared and net._core.worst_row_loss > _CLIPPED_LOG_LOSS:
-                loss = _clipped_log_loss(net, X, T, sw)  # what scikit-learn reports
+            value = J / scale
+            if clipped and net._core.worst_row_loss > _CLIPPED_LOG_LOSS:
+                value = _clipped_log_loss(net, X, T, sw)  # what scikit-learn reports
             np.divide(grads, c, out=grads)
             grads[:n_w] += (alpha / norm) * w_flat
             for g in held:  # the binary case's second logit stays at 0
                 g[...] = 0.0
-            return loss + 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm, grads.copy()
+            return value + 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm, grads.copy()
 
         res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
                        options={"maxfun": self.max_fun, "maxiter": self.max_iter,
@@ -330,10 +342,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
         self.loss_ = float(res.fun)
         params[...] = res.x
-        if not np.isfinite(params).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                "large values and need to be preprocessed.")
+        _require_finite(net)
 
     def _split(self, X, T, y_score, sw, strat, rs):
         idx = np.arange(X.shape[0])
@@ -364,12 +373,8 @@ class _BaseMLP(BaseEstimator):
         w_flat = net.params[:net.n_weights]
         W_last, b_last = net.weights[-1], net.biases[-1]
         n_real = W_last.shape[0] - self._extra_units
-        loss_is_squared = T.dtype != np.int64
-        loss = "squared_error" if loss_is_squared else "cross_entropy"
+        loss, scale = self._objective(T)
         adam, eps = isinstance(opt, Adam), self.epsilon * c
-        # sklearn reports the squared error averaged over outputs too (its
-        # gradient is not): the reported loss is divided by them
-        scale = c * (T.shape[1] if loss_is_squared else 1)
         order = np.arange(n, dtype=np.int64)  # gather_rows reads int64
         self.n_iter_ = 0  # epochs of this call (loss_curve_ keeps them all)
         for _ in range(self.max_iter):
@@ -444,10 +449,16 @@ class _BaseMLP(BaseEstimator):
                     "the optimization hasn't converged yet.", ConvergenceWarning)
         if self.early_stopping:
             net.params[...] = self._best_params
-        if not np.isfinite(net.params).all():
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                "large values and need to be preprocessed.")
+        _require_finite(net)
+
+    def _objective(self, T):
+        """fastbp's loss for targets T, and the factor from its "mean" value
+        to the loss scikit-learn reports: c, and for the squared error also
+        the outputs, which sklearn's reported loss averages over (its
+        gradient does not)."""
+        if T.dtype == np.int64:
+            return "cross_entropy", self._grad_scale
+        return "squared_error", self._grad_scale * T.shape[1]
 
     def _check_stochastic(self):
         if self.solver not in _STOCHASTIC:
@@ -509,10 +520,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPRegressor`` with ``solver`` in
-    {"sgd", "adam", "lbfgs"}: the same parameters, objective ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws
-    and fitted attributes (coefs_, intercepts_, loss_, loss_curve_, n_iter_,
-    best_loss_, validation_scores_, best_validation_score_, t_, n_layers_,
-    n_outputs_, out_activation_).
+    {"sgd", "adam", "lbfgs"}: the same parameters, objective
+    ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws and fitted attributes
+    (coefs_, intercepts_, loss_, loss_curve_, n_iter_, best_loss_,
+    validation_scores_, best_validation_score_, t_, n_layers_, n_outputs_,
+    out_activation_).
     """
 
     _grad_scale = 2.0  # fastbp's "mean" squared error is twice sklearn's ½·mean
@@ -620,10 +632,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if Z.shape[1] == 1:
             p = expit(Z[:, 0])
             return np.column_stack([1.0 - p, p])
-        Z -= Z.max(axis=1, keepdims=True)
-        np.exp(Z, out=Z)
-        Z /= Z.sum(axis=1, keepdims=True)
-        return Z
+        return _softmax_rows(Z)
 
     def predict_log_proba(self, X):
         """log of ``predict_proba``."""
