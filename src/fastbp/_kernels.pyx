@@ -34,7 +34,6 @@ cdef extern from "_fastmath.h" nogil:
 cdef extern from "_scratch.h" nogil:
     double *fb_scratch(size_t n)
     double *fb_scratch_slot(int slot, size_t n)
-    void fb_transpose(const double *A, double *T, int n, int k)
 
 cdef extern from "_blasinfo.h" nogil:
     int fb_blas_threads(void *dgemm)
@@ -101,6 +100,19 @@ cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
     return worth_releasing_gil(n * k * d)
 
 
+cdef void _transpose(const double *A, double *T, int n, int k) noexcept nogil:
+    # T (k×n, row-major) = Aᵀ for a row-major n×k A, in 8×8 tiles so that
+    # both the reads and the writes stay within a few cache lines
+    cdef int i0, j0, i, j, i1, j1
+    for i0 in range(0, n, 8):
+        i1 = min(i0 + 8, n)
+        for j0 in range(0, k, 8):
+            j1 = min(j0 + 8, k)
+            for i in range(i0, i1):
+                for j in range(j0, j1):
+                    T[<Py_ssize_t>j * n + i] = A[<Py_ssize_t>i * k + j]
+
+
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil:
     cdef double *t
@@ -112,13 +124,13 @@ cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
         if n <= d:
             t = fb_scratch_slot(1, <size_t>n * k)
             if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
-                fb_transpose(A, t, n, k)
+                _transpose(A, t, n, k)
                 gemm_rm(1, 1, n, d, k, 1.0, t, n, B, k, 0.0, C, d)
                 return
         else:
             t = fb_scratch_slot(1, <size_t>d * k)
             if t != NULL:  # C = A (Bᵀ)
-                fb_transpose(B, t, d, k)
+                _transpose(B, t, d, k)
                 gemm_rm(0, 0, n, d, k, 1.0, A, k, t, d, 0.0, C, d)
                 return
     gemm_rm(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d)

@@ -51,19 +51,4 @@ static double *fb_scratch_slot(int slot, size_t n)
 
 static double *fb_scratch(size_t n) { return fb_scratch_slot(0, n); }
 
-/* T (k x n, row-major) = A^T for a row-major n x k A, in 8 x 8 tiles so that
- * both the reads and the writes stay within a few cache lines. */
-static void fb_transpose(const double *A, double *T, int n, int k)
-{
-    for (int i0 = 0; i0 < n; i0 += 8) {
-        int i1 = i0 + 8 < n ? i0 + 8 : n;
-        for (int j0 = 0; j0 < k; j0 += 8) {
-            int j1 = j0 + 8 < k ? j0 + 8 : k;
-            for (int i = i0; i < i1; i++)
-                for (int j = j0; j < j1; j++)
-                    T[(size_t)j * n + i] = A[(size_t)i * k + j];
-        }
-    }
-}
-
 #endif
