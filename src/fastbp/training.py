@@ -166,7 +166,6 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
         bs = min(batch_size, n)
         core.reserve(bs)
         starts = range(0, n, bs)
-        starts_at = np.arange(0, n, bs)
         if sync is not None:  # same loop on every rank, rank 0's initial weights
             sync.start(net.params, [min(bs, n - s) for s in starts],
                        dict(epochs=epochs, loss=loss, reduction=reduction, n_params=net.n_params,
@@ -199,7 +198,8 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                 if shuffle:
                     rng.shuffle(order)
                 if sync is not None and w is not None:  # the global batches' weights
-                    sync.weigh_batches(np.add.reduceat(w[order] if shuffle else w, starts_at))
+                    sync.weigh_batches(np.add.reduceat(w[order] if shuffle else w,
+                                                       np.asarray(starts)))
                 total = 0.0
                 for i, start in enumerate(starts):
                     if shuffle:
