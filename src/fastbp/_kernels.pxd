@@ -28,9 +28,18 @@ cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
 cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
                                      const double *B, double *dA, double *dB,
                                      int n, int k, int d) noexcept nogil
+# as matmul_abt_kernel, for a caller that knows how many threads the BLAS may
+# use for this call (1: the caller runs it on one of its own threads); 0 asks
+# the BLAS.  The fastest form of the product depends on it.
+cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
+                                    int n, int k, int d, int threads) noexcept nogil
 # Y = g(X Wᵀ + b)
 cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
                                double *Y, int n, int k, int d, int act) noexcept nogil
+# the same, with matmul_abt_kernel_threads's threads
+cdef void dense_forward_kernel_threads(const double *X, const double *W, const double *b,
+                                       double *Y, int n, int k, int d, int act,
+                                       int threads) noexcept nogil
 # δZ = δY ⊙ g'(Y); δb = Σ_rows δZ; δW = δZᵀ X; δX = δZ W (skipped when dX is NULL).
 # dZ_work: n*d doubles of scratch, or NULL to use a per-thread cached buffer
 # (identity needs none).  dZ_work may equal dY only if the caller owns dY.

@@ -115,12 +115,17 @@ cdef void _transpose(const double *A, double *T, int n, int k) noexcept nogil:
 
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil:
+    matmul_abt_kernel_threads(A, B, C, n, k, d, 0)
+
+
+cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
+                                    int n, int k, int d, int threads) noexcept nogil:
     cdef double *t
     cdef int64_t madds = <int64_t>n * k * d
     if (SMALL_ABT_MIN_ROWS <= min(n, d) and 1 < k <= SMALL_ABT_MAX_K
             and madds <= SMALL_ABT_MADDS
             and not (madds > BLAS_THREADED_MADDS and min(n, d) >= THREADED_ABT_MIN_ROWS
-                     and fb_blas_threads(<void *>dgemm) > 1)):
+                     and (threads if threads > 0 else fb_blas_threads(<void *>dgemm)) > 1)):
         if n <= d:
             t = fb_scratch_slot(1, <size_t>n * k)
             if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
@@ -147,8 +152,14 @@ cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
 
 cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
                                double *Y, int n, int k, int d, int act) noexcept nogil:
+    dense_forward_kernel_threads(X, W, b, Y, n, k, d, act, 0)
+
+
+cdef void dense_forward_kernel_threads(const double *X, const double *W, const double *b,
+                                       double *Y, int n, int k, int d, int act,
+                                       int threads) noexcept nogil:
     # Z = X Wᵀ lands in Y; one fused pass then adds b and applies g in place.
-    matmul_abt_kernel(X, W, Y, n, k, d)
+    matmul_abt_kernel_threads(X, W, Y, n, k, d, threads)
     fb_forward_epilogue(Y, b, n, d, act)
 
 

@@ -20,20 +20,34 @@ around it serialises access.
 cimport numpy as cnp
 from libc.math cimport log, sqrt, isfinite, INFINITY
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport dgemm, ddot
 from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU,
-                              dense_forward_kernel, dense_backward_kernel,
+                              dense_forward_kernel_threads, dense_backward_kernel,
                               squared_error_kernel, check_array, worth_releasing_gil)
 
 cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
     void fb_exp_array(const double *x, double *y, int64_t m)
 
+cdef extern from "_team.h" nogil:
+    ctypedef void (*fb_task_fn)(void *arg, int part) noexcept nogil
+    # 2 while a second thread may take part of the work (BLAS threads > 1)
+    int fb_team_width(void *dgemm)
+    # fn(arg, 0) here and fn(arg, 1) on the helper (or here, if it is late)
+    void fb_team_run(fb_task_fn fn, void *arg)
+    int fb_blas_small_kernels(void *dgemm)
+
 cdef extern from "_update.h" nogil:
-    # θ ← θ − lr (g + λ θ) on [0, n_decay), θ ← θ − lr g after (vectorised)
+    # the optimisers' loops (see _optim.pyx): the penalty on [0, n_decay) only
     void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
                        double weight_decay)
+    void fb_momentum_update(double *p, const double *g, double *v, int64_t n, int64_t n_decay,
+                            double lr, double momentum, int nesterov, double weight_decay)
+    void fb_adam_update(double *p, const double *g, double *m, double *v, int64_t n,
+                        int64_t n_decay, double lr, double beta1, double beta2, double eps,
+                        double c1, double c2, double weight_decay)
 
 cnp.import_array()
 
@@ -53,6 +67,8 @@ cdef enum:
     PASS_NORMS = 2   # + backward for per-example gradient norms (no δW)
 
 LOSSES = ("squared_error", "cross_entropy")
+# NetworkCore.epoch's update codes
+UPDATES = {"sgd": UPD_SGD, "momentum": UPD_MOMENTUM, "nesterov": UPD_NESTEROV, "adam": UPD_ADAM}
 REDUCTIONS = ("sum", "half", "mean")
 cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
                        "tanh": ACT_TANH, "relu": ACT_RELU}
@@ -107,6 +123,10 @@ cdef double _exp_shifted(const double *z, double *e, Py_ssize_t d,
     return total
 
 
+cdef enum:
+    CE_CHUNK = 64  # rows whose exponentials are taken in one vectorised call
+
+
 cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t *labels,
                                 double *dZ, const double *r, Py_ssize_t n,
                                 Py_ssize_t d, double s, double *worst) noexcept nogil:
@@ -118,37 +138,57 @@ cdef double _cross_entropy_rows(const double *Z, const double *T, const int64_t 
     stands for one-hot T.  Rows are scaled by s·r_i (r NULL: all ones).
     worst: the largest J_i of a row with weight > 0 (−inf if none).
     """
-    cdef Py_ssize_t i, j
-    cdef double total = 0.0, m, sumexp, lse, tsum, tz, c, row_loss, inv
+    cdef Py_ssize_t i, j, i0, rows
+    cdef double total = 0.0, sumexp, lse, tsum, tz, c, row_loss, inv
+    cdef double worst_row = -INFINITY  # (a local: *worst may share a line with another thread's)
+    cdef double z_max[CE_CHUNK]
     cdef const double *z
     cdef double *g
     cdef int64_t lab
-    worst[0] = -INFINITY
-    for i in range(n):
-        z = Z + i * d
-        g = dZ + i * d
-        sumexp = _exp_shifted(z, g, d, &m)
-        lse = m + log(sumexp)
-        inv = 1.0 / sumexp
-        c = s * (r[i] if r != NULL else 1.0)
-        if labels != NULL:
-            lab = labels[i]
-            row_loss = lse - z[lab]
+    i0 = 0
+    while i0 < n:
+        # exp(z − max z) of a chunk of rows in one call (short rows would
+        # spend more on the call than on the arithmetic)
+        rows = min(<Py_ssize_t>CE_CHUNK, n - i0)
+        for i in range(rows):
+            z = Z + (i0 + i) * d
+            g = dZ + (i0 + i) * d
+            z_max[i] = z[0]
+            for j in range(1, d):
+                if z[j] > z_max[i]:
+                    z_max[i] = z[j]
             for j in range(d):
-                g[j] = c * (g[j] * inv)
-            g[lab] -= c
-        else:
-            tsum = 0.0
-            tz = 0.0
+                g[j] = z[j] - z_max[i]
+        fb_exp_array(dZ + i0 * d, dZ + i0 * d, rows * d)
+        for i in range(i0, i0 + rows):
+            z = Z + i * d
+            g = dZ + i * d
+            sumexp = 0.0
             for j in range(d):
-                tsum += T[i * d + j]
-                tz += T[i * d + j] * z[j]
-            row_loss = tsum * lse - tz
-            for j in range(d):
-                g[j] = c * (tsum * g[j] * inv - T[i * d + j])
-        total += (r[i] if r != NULL else 1.0) * row_loss
-        if row_loss > worst[0] and (r == NULL or r[i] > 0.0):
-            worst[0] = row_loss
+                sumexp += g[j]
+            lse = z_max[i - i0] + log(sumexp)
+            inv = 1.0 / sumexp
+            c = s * (r[i] if r != NULL else 1.0)
+            if labels != NULL:
+                lab = labels[i]
+                row_loss = lse - z[lab]
+                for j in range(d):
+                    g[j] = c * (g[j] * inv)
+                g[lab] -= c
+            else:
+                tsum = 0.0
+                tz = 0.0
+                for j in range(d):
+                    tsum += T[i * d + j]
+                    tz += T[i * d + j] * z[j]
+                row_loss = tsum * lse - tz
+                for j in range(d):
+                    g[j] = c * (tsum * g[j] * inv - T[i * d + j])
+            total += (r[i] if r != NULL else 1.0) * row_loss
+            if row_loss > worst_row and (r == NULL or r[i] > 0.0):
+                worst_row = row_loss
+        i0 += rows
+    worst[0] = worst_row
     return s * total
 
 
@@ -235,6 +275,206 @@ def gather_rows(cnp.ndarray src, cnp.ndarray index, Py_ssize_t start, Py_ssize_t
             memcpy(t + i * row, s + idx[i] * row, row)
 
 
+# The layer tables of one network and the workspace of one pass, as plain C
+# structs: a pass runs on either thread of a split batch (see _plan).
+cdef struct Layers:
+    int L
+    int *size
+    int *act
+    Py_ssize_t *w_off
+    Py_ssize_t *b_off
+    double *params
+
+cdef struct Work:
+    double **A          # A[1..L]: the activations
+    double *D0          # two ping-pong δ buffers
+    double *D1
+    double *grads       # where δW, δb go
+    double *db_scratch  # δb of the norms pass (thrown away)
+    double worst        # the pass's worst row loss (cross entropy)
+    int threads         # BLAS threads its products may use (0: ask the BLAS)
+
+
+cdef void _forward(const Layers *net, Work *w, const double *X, Py_ssize_t n) noexcept nogil:
+    cdef int l
+    cdef const double *a = X
+    for l in range(net.L):
+        dense_forward_kernel_threads(a, net.params + net.w_off[l], net.params + net.b_off[l],
+                                     w.A[l + 1], <int>n, net.size[l], net.size[l + 1],
+                                     net.act[l], w.threads)
+        a = w.A[l + 1]
+
+
+cdef double _pass(const Layers *net, Work *w, const double *X, const double *T,
+                  const int64_t *labels, const double *r, Py_ssize_t n, int loss, double s,
+                  int mode, double *norms) noexcept nogil:
+    """Forward, loss (δ_L into D0) and, by mode, the backward pass.
+
+    r: per-row weights or NULL; s: the reduction's scale; norms: per-row
+    squared gradient norms, accumulated in PASS_NORMS mode."""
+    cdef int L = net.L, l, k, d
+    cdef Py_ssize_t i
+    cdef double J, dz2
+    cdef double *cur = w.D0
+    cdef double *other = w.D1
+    cdef double *tmp
+    cdef const double *a_in
+    _forward(net, w, X, n)
+    d = net.size[L]
+    if loss == LOSS_CROSS_ENTROPY:
+        J = _cross_entropy_rows(w.A[L], T, labels, cur, r, n, d, s, &w.worst)
+    elif r != NULL:
+        J = _squared_error_rows(w.A[L], T, cur, r, n, d, s)
+    else:
+        J = squared_error_kernel(w.A[L], T, cur, n * d, 2.0 * s, s)
+    if mode == PASS_LOSS:
+        return J
+    for l in range(L - 1, -1, -1):
+        k = net.size[l]
+        d = net.size[l + 1]
+        a_in = X if l == 0 else w.A[l]
+        # δZ is formed in place in cur (we own it); δ of the layer below
+        # goes to the other buffer.
+        if mode == PASS_GRAD:
+            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
+                                  other if l > 0 else NULL,
+                                  w.grads + net.w_off[l], w.grads + net.b_off[l],
+                                  cur, <int>n, k, d, net.act[l])
+        else:
+            # Per-example weight gradient δz_i a_iᵀ has norm ‖δz_i‖‖a_i‖,
+            # the bias gradient adds ‖δz_i‖²: no δW is formed.
+            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
+                                  other if l > 0 else NULL, NULL, w.db_scratch,
+                                  cur, <int>n, k, d, net.act[l])
+            for i in range(n):
+                dz2 = _row_sq(cur + i * d, d)
+                norms[i] += dz2 * (_row_sq(a_in + i * k, k) + 1.0)
+        tmp = cur
+        cur = other
+        other = tmp
+    return J
+
+
+# A shuffled batch: row i is row idx[i] of the sources, copied into the
+# buffers before the pass.  A split batch's parts copy their own rows, so
+# each thread's rows stay in its own core's cache.
+cdef struct Gather:
+    const int64_t *idx
+    const char *xs
+    const char *ts
+    char *xb
+    char *tb
+    Py_ssize_t x_row, t_row   # bytes per row of X, of T
+
+
+cdef void _gather(const Gather *g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(lo, hi):
+        memcpy(g.xb + i * g.x_row, g.xs + g.idx[i] * g.x_row, g.x_row)
+    if g.t_row == 8:  # one label or one output per row
+        for i in range(lo, hi):
+            (<int64_t *>g.tb)[i] = (<const int64_t *>g.ts)[g.idx[i]]
+    else:
+        for i in range(lo, hi):
+            memcpy(g.tb + i * g.t_row, g.ts + g.idx[i] * g.t_row, g.t_row)
+
+
+# One batch cut in two: rows [0, n0) on the caller with work[0], the rest
+# on the team's helper with work[1] (its own activations and gradient).
+cdef struct SplitPass:
+    const Gather *gather      # or NULL: the rows are in place
+    const Layers *net
+    Work *work[2]
+    const double *X
+    const double *T
+    const int64_t *labels
+    const double *r
+    Py_ssize_t n0, n
+    int loss, mode
+    double s
+    double J[2]
+
+
+cdef void _pass_part(void *arg, int part) noexcept nogil:
+    cdef SplitPass *p = <SplitPass *>arg
+    cdef Py_ssize_t lo = 0 if part == 0 else p.n0, m = p.n0 if part == 0 else p.n - p.n0
+    cdef int k0 = p.net.size[0], dL = p.net.size[p.net.L]
+    if p.gather != NULL:
+        _gather(p.gather, lo, lo + m)
+    p.J[part] = _pass(p.net, p.work[part], p.X + lo * k0,
+                      p.T + lo * dL if p.T != NULL else NULL,
+                      p.labels + lo if p.labels != NULL else NULL,
+                      p.r + lo if p.r != NULL else NULL,
+                      m, p.loss, p.s, p.mode, NULL)
+
+
+# The update that follows a pass, on the whole parameter vector or (after a
+# split batch) half of it on each thread, which first sums the two parts'
+# gradients on its half: the caller's half into grads, the helper's into
+# the second part's buffer g1, so that each thread writes only lines it
+# wrote in the pass (a write to a line the other core holds waits for it).
+# The loops are elementwise, so halves give the bits the whole vector gives.
+cdef enum:
+    UPD_NONE = 0
+    UPD_SGD = 1
+    UPD_MOMENTUM = 2
+    UPD_NESTEROV = 3
+    UPD_ADAM = 4
+
+cdef struct Update:
+    int kind
+    double lr, weight_decay, momentum, beta1, beta2, eps, c1, c2
+    double *m           # Adam's first moment, or the velocity
+    double *v           # Adam's second moment
+    double *params
+    double *grads
+    double *g1          # the second part's gradient, or NULL
+    Py_ssize_t n, n_decay
+    Py_ssize_t half     # where the helper's half starts (after a split)
+
+
+cdef void _update_range(Update *u, Py_ssize_t lo, Py_ssize_t hi, bint sum_in_g1) noexcept nogil:
+    """The update of params[lo:hi), after the two parts' gradients are
+    summed there (g1 not NULL) into grads or, with sum_in_g1, into g1."""
+    cdef Py_ssize_t i, m = hi - lo
+    cdef Py_ssize_t nd = min(max(u.n_decay - lo, 0), m)
+    cdef double *g = u.g1 if sum_in_g1 else u.grads
+    cdef const double *other = u.grads if sum_in_g1 else u.g1
+    if u.g1 != NULL:
+        for i in range(lo, hi):
+            g[i] += other[i]
+    if u.kind == UPD_SGD:
+        fb_sgd_update(u.params + lo, g + lo, m, nd if u.weight_decay != 0.0 else 0,
+                      u.lr, u.weight_decay)
+    elif u.kind == UPD_MOMENTUM or u.kind == UPD_NESTEROV:
+        fb_momentum_update(u.params + lo, g + lo, u.m + lo, m, nd, u.lr, u.momentum,
+                           u.kind == UPD_NESTEROV, u.weight_decay)
+    elif u.kind == UPD_ADAM:
+        fb_adam_update(u.params + lo, g + lo, u.m + lo, u.v + lo, m, nd, u.lr,
+                       u.beta1, u.beta2, u.eps, u.c1, u.c2, u.weight_decay)
+
+
+cdef void _update_part(void *arg, int part) noexcept nogil:
+    cdef Update *u = <Update *>arg
+    if part == 0:
+        _update_range(u, 0, u.half, False)
+    else:
+        _update_range(u, u.half, u.n, True)
+
+
+# The split pays where a part's work is long next to the hand-over (a few
+# µs while the helper spins) and each part's products stay on its own
+# thread: OpenBLAS runs them on the calling thread up to 2^18 multiply-adds,
+# or 10^6 where it has small-matrix kernels (above, it would thread both
+# parts' products over one pool).  Measured on a 2-core Zen 4: 200 rows of
+# 64-100-10 (sklearn's digits default) 119 -> µs a step.
+cdef enum:
+    SPLIT_MIN_MADDS = 1 << 20    # of the whole batch
+    SPLIT_MIN_ROWS = 16          # of each part
+    ONE_THREAD_MADDS = 1 << 18
+    SMALL_KERNEL_MADDS = 1000000
+
+
 cdef class NetworkCore:
     """Holds the pointers of one network's parameters, gradients and
     workspace, and runs whole passes over a batch without the GIL."""
@@ -246,30 +486,31 @@ cdef class NetworkCore:
     # (rows of weight 0 left out): lets a caller see whether any row's
     # probability fell below a threshold without another pass
     cdef readonly double worst_row_loss
-    cdef int *size
-    cdef int *act
-    cdef Py_ssize_t *w_off
-    cdef Py_ssize_t *b_off
+    # batches split over two threads so far (see _plan)
+    cdef readonly Py_ssize_t split_steps
+    cdef Layers net
     cdef Py_ssize_t n_params, n_weights
-    cdef int max_d
+    cdef int max_d, max_layer_madds_row
     cdef int64_t madds_per_row
     cdef double *params
     cdef double *grads
-    cdef object _params, _grads, _work
-    # workspace pointers: A[1..L] activations, two δ buffers, per-row scratch
-    cdef double **A
-    cdef double *D0
-    cdef double *D1
+    cdef object _params, _grads, _work, _work1
+    # work[0]: the caller's workspace (gradient into grads); work[1]: the
+    # second part of a split batch, made on its first split
+    cdef Work work[2]
+    cdef Py_ssize_t capacity1
     cdef double *rowbuf
-    cdef double *db_scratch
+    cdef SplitPass split
 
     def __cinit__(self):
         self.worst_row_loss = -INFINITY
-        self.size = NULL
-        self.act = NULL
-        self.w_off = NULL
-        self.b_off = NULL
-        self.A = NULL
+        self.net.size = NULL
+        self.net.act = NULL
+        self.net.w_off = NULL
+        self.net.b_off = NULL
+        self.work[0].A = NULL
+        self.work[1].A = NULL
+        self.work[0].threads = 0
 
     def __init__(self, sizes, act_codes, cnp.ndarray params, cnp.ndarray grads,
                  bint softmax_output=False):
@@ -277,27 +518,33 @@ cdef class NetworkCore:
         cdef Py_ssize_t off = 0
         self.n_layers = L
         self.softmax_output = softmax_output
-        self.size = <int *>malloc((L + 1) * sizeof(int))
-        self.act = <int *>malloc(L * sizeof(int))
-        self.w_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
-        self.b_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
-        self.A = <double **>malloc((L + 1) * sizeof(double *))
-        if not (self.size and self.act and self.w_off and self.b_off and self.A):
+        self.net.L = L
+        self.net.size = <int *>malloc((L + 1) * sizeof(int))
+        self.net.act = <int *>malloc(L * sizeof(int))
+        self.net.w_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
+        self.net.b_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
+        self.work[0].A = <double **>malloc((L + 1) * sizeof(double *))
+        self.work[1].A = <double **>malloc((L + 1) * sizeof(double *))
+        if not (self.net.size and self.net.act and self.net.w_off and self.net.b_off
+                and self.work[0].A and self.work[1].A):
             raise MemoryError("NetworkCore: no memory for the layer tables")
         self.max_d = 1
         self.madds_per_row = 0
+        self.max_layer_madds_row = 0
         for l in range(L + 1):
-            self.size[l] = sizes[l]
+            self.net.size[l] = sizes[l]
         for l in range(L):
-            self.act[l] = act_codes[l]
-            self.w_off[l] = off
-            off += <Py_ssize_t>self.size[l + 1] * self.size[l]
-            self.max_d = max(self.max_d, self.size[l + 1])
-            self.madds_per_row += <int64_t>self.size[l + 1] * self.size[l]
+            self.net.act[l] = act_codes[l]
+            self.net.w_off[l] = off
+            off += <Py_ssize_t>self.net.size[l + 1] * self.net.size[l]
+            self.max_d = max(self.max_d, self.net.size[l + 1])
+            self.madds_per_row += <int64_t>self.net.size[l + 1] * self.net.size[l]
+            self.max_layer_madds_row = max(self.max_layer_madds_row,
+                                           self.net.size[l + 1] * self.net.size[l])
         self.n_weights = off
         for l in range(L):
-            self.b_off[l] = off
-            off += self.size[l + 1]
+            self.net.b_off[l] = off
+            off += self.net.size[l + 1]
         self.n_params = off
         for arr, name in ((params, "params"), (grads, "grads")):
             if (cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(arr) != 1
@@ -307,110 +554,153 @@ cdef class NetworkCore:
         self._grads = grads
         self.params = <double *>cnp.PyArray_DATA(params)
         self.grads = <double *>cnp.PyArray_DATA(grads)
+        self.net.params = self.params
+        self.work[0].grads = self.grads
         self.capacity = 0
+        self.capacity1 = 0
         self._work = None
+        self._work1 = None
+        self.split_steps = 0
 
     def __dealloc__(self):
-        free(self.size)
-        free(self.act)
-        free(self.w_off)
-        free(self.b_off)
-        free(self.A)
+        free(self.net.size)
+        free(self.net.act)
+        free(self.net.w_off)
+        free(self.net.b_off)
+        free(self.work[0].A)
+        free(self.work[1].A)
 
-    def reserve(self, Py_ssize_t rows):
-        """Make the workspace hold at least ``rows`` rows (grows, never shrinks)."""
-        cdef Py_ssize_t total = 0, l, n = max(rows, 1)
-        if n <= self.capacity:
-            return
+    cdef object _make_work(self, Work *w, Py_ssize_t n, bint own_grads):
+        """Point w's buffers into one new zeroed array for n rows (returned:
+        the owner of the memory)."""
+        cdef Py_ssize_t total = 2 * n * self.max_d + self.max_d, l
         for l in range(1, self.n_layers + 1):
-            total += n * self.size[l]
-        total += 2 * n * self.max_d + n + self.max_d
+            total += n * self.net.size[l]
+        if own_grads:
+            total += self.n_params
         work = cnp.PyArray_ZEROS(1, [total], cnp.NPY_DOUBLE, 0)
         cdef double *p = <double *>cnp.PyArray_DATA(work)
         for l in range(1, self.n_layers + 1):
-            self.A[l] = p
-            p += n * self.size[l]
-        self.D0 = p
+            w.A[l] = p
+            p += n * self.net.size[l]
+        w.D0 = p
         p += n * self.max_d
-        self.D1 = p
+        w.D1 = p
         p += n * self.max_d
-        self.rowbuf = p
-        p += n
-        self.db_scratch = p
-        self._work = work
+        w.db_scratch = p
+        p += self.max_d
+        if own_grads:
+            w.grads = p
+        w.threads = 1 if own_grads else 0  # the second part runs on one thread
+        return work
+
+    def reserve(self, Py_ssize_t rows):
+        """Make the workspace hold at least ``rows`` rows (grows, never shrinks)."""
+        cdef Py_ssize_t n = max(rows, 1)
+        if n <= self.capacity:
+            return
+        work = self._make_work(&self.work[0], n, False)
+        rowbuf = cnp.PyArray_ZEROS(1, [n], cnp.NPY_DOUBLE, 0)
+        self.rowbuf = <double *>cnp.PyArray_DATA(rowbuf)
+        self._work = (work, rowbuf)
         self.capacity = n
 
-    # -- the pass, without the GIL ------------------------------------------
+    cdef Py_ssize_t _plan(self, Py_ssize_t n, int mode) noexcept nogil:
+        """Rows of part 0 when a pass of n rows is worth splitting over two
+        threads now, else 0: while a second thread may work, and where each
+        part's products stay on its thread."""
+        cdef Py_ssize_t n0 = (n + 1) // 2
+        cdef int64_t bound
+        if (mode != PASS_GRAD or n < 2 * SPLIT_MIN_ROWS
+                or n * self.madds_per_row < SPLIT_MIN_MADDS):
+            return 0
+        bound = SMALL_KERNEL_MADDS if fb_blas_small_kernels(<void *>dgemm) else ONE_THREAD_MADDS
+        if n0 * <int64_t>self.max_layer_madds_row > bound:
+            return 0
+        if fb_team_width(<void *>dgemm) < 2:
+            return 0
+        return n0
 
-    cdef void _forward(self, const double *X, Py_ssize_t n) noexcept nogil:
-        cdef int l
-        cdef const double *a = X
-        for l in range(self.n_layers):
-            dense_forward_kernel(a, self.params + self.w_off[l], self.params + self.b_off[l],
-                                 self.A[l + 1], <int>n, self.size[l], self.size[l + 1], self.act[l])
-            a = self.A[l + 1]
+    cdef int _prepare(self, Py_ssize_t n, Py_ssize_t n0) except -1:
+        """The workspaces a pass of n rows split at n0 (0: not split) needs."""
+        if n > self.capacity:
+            self.reserve(n)
+        if n0 > 0 and n - n0 > self.capacity1:
+            self._work1 = self._make_work(&self.work[1], n - n0, True)
+            self.capacity1 = n - n0
+        return 0
 
-    cdef double _pass(self, const double *X, const double *T, const int64_t *labels,
-                      const double *r, Py_ssize_t n, int loss, double s, int mode,
-                      double *norms) noexcept nogil:
-        """Forward, loss (δ_L into D0) and, by mode, the backward pass.
-
-        r: per-row weights or NULL; s: the reduction's scale; norms: per-row
-        squared gradient norms, accumulated in PASS_NORMS mode."""
-        cdef int L = self.n_layers, l, k, d
-        cdef Py_ssize_t i
-        cdef double J, dz2
-        cdef double *cur = self.D0
-        cdef double *other = self.D1
-        cdef double *tmp
-        cdef const double *a_in
-        self._forward(X, n)
-        d = self.size[L]
-        if loss == LOSS_CROSS_ENTROPY:
-            J = _cross_entropy_rows(self.A[L], T, labels, cur, r, n, d, s,
-                                    &self.worst_row_loss)
-        elif r != NULL:
-            J = _squared_error_rows(self.A[L], T, cur, r, n, d, s)
-        else:
-            J = squared_error_kernel(self.A[L], T, cur, n * d, 2.0 * s, s)
-        if mode == PASS_LOSS:
+    cdef double _run(self, const double *X, const double *T, const int64_t *labels,
+                     const double *r, Py_ssize_t n, int loss, double s, int mode,
+                     Py_ssize_t n0, Update *u, const Gather *gather,
+                     bint keep_grads=True) noexcept nogil:
+        """One pass over the batch, split at row n0 over two threads unless
+        n0 is 0, then the update u (u NULL or of kind UPD_NONE: none); the
+        gradient ends in grads either way (without ``keep_grads``, the half
+        from u.half on is left in the second part's buffer, u.g1, after a
+        split with an update).  With ``gather``, X and T (or labels) are its
+        buffers, filled here."""
+        cdef double J
+        if n0 > 0 and n - n0 > self.capacity1:
+            n0 = 0  # (a batch larger than the second workspace: not split)
+        if n0 == 0:
+            if gather != NULL:
+                _gather(gather, 0, n)
+            J = _pass(&self.net, &self.work[0], X, T, labels, r, n, loss, s, mode, NULL)
+            if u != NULL and u.kind != UPD_NONE:
+                u.g1 = NULL
+                _update_range(u, 0, u.n, False)
             return J
-        for l in range(L - 1, -1, -1):
-            k = self.size[l]
-            d = self.size[l + 1]
-            a_in = X if l == 0 else self.A[l]
-            # δZ is formed in place in cur (we own it); δ of the layer below
-            # goes to the other buffer.
-            if mode == PASS_GRAD:
-                dense_backward_kernel(cur, a_in, self.params + self.w_off[l], self.A[l + 1],
-                                      other if l > 0 else NULL,
-                                      self.grads + self.w_off[l], self.grads + self.b_off[l],
-                                      cur, <int>n, k, d, self.act[l])
-            else:
-                # Per-example weight gradient δz_i a_iᵀ has norm ‖δz_i‖‖a_i‖,
-                # the bias gradient adds ‖δz_i‖²: no δW is formed.
-                dense_backward_kernel(cur, a_in, self.params + self.w_off[l], self.A[l + 1],
-                                      other if l > 0 else NULL, NULL, self.db_scratch,
-                                      cur, <int>n, k, d, self.act[l])
-                for i in range(n):
-                    dz2 = _row_sq(cur + i * d, d)
-                    norms[i] += dz2 * (_row_sq(a_in + i * k, k) + 1.0)
-            tmp = cur
-            cur = other
-            other = tmp
-        return J
+        self.split.net = &self.net
+        self.split.gather = gather
+        self.split.work[0] = &self.work[0]
+        self.split.work[1] = &self.work[1]
+        self.split.X = X
+        self.split.T = T
+        self.split.labels = labels
+        self.split.r = r
+        self.split.n0 = n0
+        self.split.n = n
+        self.split.loss = loss
+        self.split.mode = mode
+        self.split.s = s
+        self.work[0].threads = 1  # each part's products on its own thread
+        fb_team_run(_pass_part, &self.split)
+        self.work[0].threads = 0
+        if self.work[1].worst > self.work[0].worst:
+            self.work[0].worst = self.work[1].worst
+        self.split_steps += 1
+        # the parts' gradients summed, and the update, half on each thread
+        cdef Update sum_only
+        if u == NULL or u.kind == UPD_NONE:
+            sum_only.kind = UPD_NONE
+            u = &sum_only
+        u.params = self.params
+        u.grads = self.grads
+        u.g1 = self.work[1].grads
+        u.n = self.n_params
+        u.half = (u.n // 2) & ~(<Py_ssize_t>7)  # whole vectors on each side
+        if u.kind == UPD_NONE:
+            _update_range(u, 0, u.n, False)
+        else:
+            fb_team_run(_update_part, u)
+            if keep_grads:  # the helper's half of the sum is in g1
+                memcpy(self.grads + u.half, u.g1 + u.half, (u.n - u.half) * sizeof(double))
+        return self.split.J[0] + self.split.J[1]
 
-    cdef void _sgd(self, double lr, double weight_decay) noexcept nogil:
-        # p ← p − lr (g + λ p), the penalty on weights only (a prefix); the
-        # loop optim.SGD runs too
-        fb_sgd_update(self.params, self.grads, self.n_params,
-                      self.n_weights if weight_decay != 0.0 else 0, lr, weight_decay)
+    cdef void _plain_update(self, Update *u, int kind) noexcept nogil:
+        u.kind = kind
+        u.params = self.params
+        u.grads = self.grads
+        u.g1 = NULL
+        u.n = self.n_params
+        u.n_decay = self.n_weights  # the penalty on weights only (a prefix)
 
     # -- Python entry points ------------------------------------------------
 
     cdef int _targets(self, object T, int loss, Py_ssize_t n, const double **pt,
                       const int64_t **pl) except -1:
-        cdef int dL = self.size[self.n_layers]
+        cdef int dL = self.net.size[self.n_layers]
         pt[0] = NULL
         pl[0] = NULL
         if loss == LOSS_CROSS_ENTROPY and cnp.PyArray_Check(T) and cnp.PyArray_NDIM(<cnp.ndarray>T) == 1:
@@ -446,7 +736,7 @@ cdef class NetworkCore:
         buffer when ``backward``, and with ``update`` an SGD step on it."""
         if not (0 <= loss <= LOSS_CROSS_ENTROPY and 0 <= reduction <= RED_MEAN):
             raise ValueError(f"unknown loss code {loss} or reduction code {reduction}")
-        cdef cnp.ndarray x = _float_rows(X, "X", self.size[0], -1)
+        cdef cnp.ndarray x = _float_rows(X, "X", self.net.size[0], -1)
         cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0)
         cdef const double *pt
         cdef const int64_t *pl
@@ -462,22 +752,147 @@ cdef class NetworkCore:
         cdef const double *px = <const double *>cnp.PyArray_DATA(x)
         cdef double s = _loss_scale(reduction, n), J
         cdef int mode = PASS_GRAD if (backward or update) else PASS_LOSS
+        cdef Py_ssize_t n0 = self._plan(n, mode)
+        self._prepare(n, n0)
+        # with update: p ← p − lr (g + λ p), the loop optim.SGD runs too
+        cdef Update u
+        self._plain_update(&u, UPD_SGD if update else UPD_NONE)
+        u.lr = lr
+        u.weight_decay = weight_decay
         if worth_releasing_gil(n * self.madds_per_row):
             with nogil:
-                J = self._pass(px, pt, pl, r, n, loss, s, mode, NULL)
-                if update:
-                    self._sgd(lr, weight_decay)
+                J = self._run(px, pt, pl, r, n, loss, s, mode, n0, &u, NULL)
         else:
-            J = self._pass(px, pt, pl, r, n, loss, s, mode, NULL)
-            if update:
-                self._sgd(lr, weight_decay)
+            J = self._run(px, pt, pl, r, n, loss, s, mode, n0, &u, NULL)
+        self.worst_row_loss = self.work[0].worst
         return J
+
+    def epoch(self, X, T, order, Py_ssize_t batch_size, int loss, sample_weight,
+              cnp.ndarray X_buf, cnp.ndarray T_buf, int kind, double lr, double momentum,
+              double beta1, double beta2, double eps, long t, m, v, double alpha,
+              double grad_scale, double loss_scale, Py_ssize_t held_units):
+        """One epoch of scikit-learn's stochastic solvers, every batch in one call.
+
+        Batch b is rows order[b·batch_size:][:batch_size] of X and T, gathered
+        into X_buf and T_buf (order None: the rows in place, no copies).  Its
+        objective is the mean loss (weighted by sample_weight, when given) plus
+        α/(2 N_b) ‖W‖², N_b its rows or their weight sum (a batch of weight 0
+        is skipped); the gradient is taken grad_scale times (the loss's own
+        scale), so the penalty's term is λ = grad_scale α / N_b.  The update
+        (kind: UPD_SGD / MOMENTUM / NESTEROV / ADAM with its state m, v and
+        step count t) follows each batch; Adam's ε is added to √v before the
+        bias correction, as scikit-learn's is (ε_t = ε / √(1 − β2ᵗ)).  The
+        last ``held_units`` output units are set back to 0 after each update
+        (the binary case's second logit).
+
+        Returns (Σ_b rows_b (J_b / loss_scale + penalty_b), t after the epoch).
+        """
+        if not 0 <= loss <= LOSS_CROSS_ENTROPY or not UPD_SGD <= kind <= UPD_ADAM:
+            raise ValueError(f"unknown loss code {loss} or update code {kind}")
+        cdef cnp.ndarray x = _float_rows(X, "X", self.net.size[0], -1)
+        cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), i
+        cdef int L = self.n_layers, dL = self.net.size[L], k0 = self.net.size[0]
+        cdef const double *pt
+        cdef const int64_t *pl
+        self._targets(T, loss, n, &pt, &pl)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = min(batch_size, n)
+        cdef const int64_t *idx = NULL
+        if order is not None:
+            idx = <const int64_t *>cnp.PyArray_DATA(_labels(order, "order", n, n))
+            _float_rows(X_buf, "X_buf", k0, -1)
+            if cnp.PyArray_DIM(X_buf, 0) < batch_size or cnp.PyArray_DIM(T_buf, 0) < batch_size \
+                    or cnp.PyArray_TYPE(T_buf) != cnp.PyArray_TYPE(<cnp.ndarray>T) \
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(T_buf) \
+                    or cnp.PyArray_NBYTES(T_buf) < batch_size * cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1):
+                raise ValueError(f"X_buf and T_buf must hold {batch_size} rows of X and T")
+        cdef const double *w = NULL
+        if sample_weight is not None:
+            w = <const double *>cnp.PyArray_DATA(_float_rows(
+                (<cnp.ndarray>sample_weight).reshape(-1, 1), "sample_weight", 1, n))
+        cdef double *pm = NULL
+        cdef double *pv = NULL
+        if kind != UPD_SGD:
+            pm = <double *>cnp.PyArray_DATA(_float_rows(m.reshape(1, -1), "m", self.n_params, 1))
+        if kind == UPD_ADAM:
+            pv = <double *>cnp.PyArray_DATA(_float_rows(v.reshape(1, -1), "v", self.n_params, 1))
+        if not 0 <= held_units < dL:
+            raise ValueError(f"held_units must be in [0, {dL}), got {held_units}")
+        self._prepare(batch_size, self._plan(batch_size, PASS_GRAD))
+        cdef Gather g
+        g.t_row = cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1)
+        g.x_row = k0 * sizeof(double)
+        g.xs = <const char *>cnp.PyArray_DATA(x)
+        g.ts = <const char *>(pt if pt != NULL else <const double *>pl)
+        g.xb = <char *>cnp.PyArray_DATA(X_buf)
+        g.tb = <char *>cnp.PyArray_DATA(T_buf)
+        cdef Py_ssize_t start, mb
+        cdef const double *bx
+        cdef const char *bt
+        cdef const double *r
+        cdef double norm, penalty, J, total = 0.0, wsum
+        cdef int n_w = <int>self.n_weights, one = 1
+        cdef double *held_w = self.params + self.net.w_off[L - 1] + (dL - held_units) * self.net.size[L - 1]
+        cdef double *held_b = self.params + self.net.b_off[L - 1] + (dL - held_units)
+        cdef Update u
+        self._plain_update(&u, kind)
+        u.lr = lr
+        u.momentum = momentum
+        u.beta1 = beta1
+        u.beta2 = beta2
+        u.m = pm
+        u.v = pv
+        with nogil:
+            start = 0
+            while start < n:
+                mb = min(batch_size, n - start)
+                if idx != NULL:  # copied in _run, each part by its own thread
+                    g.idx = idx + start
+                    bx = <const double *>g.xb
+                    bt = g.tb
+                else:
+                    bx = <const double *>(g.xs + start * g.x_row)
+                    bt = g.ts + start * g.t_row
+                r = NULL
+                norm = mb
+                if w != NULL:  # r_i = w_i N / Σ w, as _row_weights
+                    wsum = 0.0
+                    for i in range(mb):
+                        wsum += w[idx[start + i] if idx != NULL else start + i]
+                    norm = wsum
+                    if not wsum > 0.0:
+                        start += mb
+                        continue  # nothing to learn from this batch
+                    for i in range(mb):
+                        self.rowbuf[i] = w[idx[start + i] if idx != NULL else start + i] * (mb / wsum)
+                    r = self.rowbuf
+                # L2 penalty α/(2 N_b) ‖W‖², with its gradient scaled like the loss's
+                penalty = 0.5 * alpha * ddot(&n_w, self.params, &one, self.params, &one) / norm
+                u.weight_decay = grad_scale * alpha / norm
+                if kind == UPD_ADAM:
+                    t += 1
+                    u.eps = eps / sqrt(1.0 - beta2 ** t)
+                    u.c1 = 1.0 / (1.0 - beta1 ** t)
+                    u.c2 = 1.0 / (1.0 - beta2 ** t)
+                J = self._run(bx, <const double *>bt if pt != NULL else NULL,
+                              <const int64_t *>bt if pl != NULL else NULL, r, mb, loss,
+                              1.0 / mb, PASS_GRAD, self._plan(mb, PASS_GRAD), &u,
+                              &g if idx != NULL else NULL, False)
+                if held_units:
+                    memset(held_w, 0, held_units * self.net.size[L - 1] * sizeof(double))
+                    memset(held_b, 0, held_units * sizeof(double))
+                total += (J / loss_scale + penalty) * mb
+                start += mb
+            if u.g1 != NULL:  # grads: the last batch's gradient, whole
+                memcpy(self.grads + u.half, u.g1 + u.half, (u.n - u.half) * sizeof(double))
+        return total, t
 
     def forward(self, X, cnp.ndarray out):
         """out = the network's output for X, in chunks of the workspace's rows."""
-        cdef cnp.ndarray x = _float_rows(X, "X", self.size[0], -1)
+        cdef cnp.ndarray x = _float_rows(X, "X", self.net.size[0], -1)
         cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), start, m
-        cdef int L = self.n_layers, dL = self.size[L]
+        cdef int L = self.n_layers, dL = self.net.size[L]
         cdef const double *px = <const double *>cnp.PyArray_DATA(x)
         cdef double *po = <double *>cnp.PyArray_DATA(out)
         if self.capacity == 0:
@@ -486,8 +901,8 @@ cdef class NetworkCore:
             start = 0
             while start < n:
                 m = min(self.capacity, n - start)
-                self._forward(px + start * self.size[0], m)
-                memcpy(po + start * dL, self.A[L], m * dL * sizeof(double))
+                _forward(&self.net, &self.work[0], px + start * self.net.size[0], m)
+                memcpy(po + start * dL, self.work[0].A[L], m * dL * sizeof(double))
                 if self.softmax_output:
                     _softmax_rows(po + start * dL, m, dL)
                 start += m
@@ -496,9 +911,9 @@ cdef class NetworkCore:
     def per_example_grad_norms(self, X, T, int loss, int reduction, sample_weight,
                                cnp.ndarray out):
         """out[i] = ‖∇_θ J_i‖: J_i is example i's term of the reduced loss."""
-        cdef cnp.ndarray x = _float_rows(X, "X", self.size[0], -1)
+        cdef cnp.ndarray x = _float_rows(X, "X", self.net.size[0], -1)
         cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), start, m, i
-        cdef int dL = self.size[self.n_layers]
+        cdef int dL = self.net.size[self.n_layers]
         cdef const double *pt
         cdef const int64_t *pl
         self._targets(T, loss, n, &pt, &pl)
@@ -522,11 +937,11 @@ cdef class NetworkCore:
             start = 0
             while start < n:
                 m = min(self.capacity, n - start)
-                self._pass(px + start * self.size[0],
-                           pt + start * dL if pt != NULL else NULL,
-                           pl + start if pl != NULL else NULL,
-                           r + start if r != NULL else NULL,
-                           m, loss, s, PASS_NORMS, po + start)
+                _pass(&self.net, &self.work[0], px + start * self.net.size[0],
+                      pt + start * dL if pt != NULL else NULL,
+                      pl + start if pl != NULL else NULL,
+                      r + start if r != NULL else NULL,
+                      m, loss, s, PASS_NORMS, po + start)
                 start += m
             for i in range(n):
                 po[i] = sqrt(po[i])

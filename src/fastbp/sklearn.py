@@ -368,14 +368,17 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
-        w_buf = np.empty(bs if sw is not None else 0)
         opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
-        w_flat = net.params[:net.n_weights]
-        W_last, b_last = net.weights[-1], net.biases[-1]
-        n_real = W_last.shape[0] - self._extra_units
+        opt._bind(net.params)  # its state (moments, velocity), made on first use
+        if isinstance(opt, Adam):
+            kind, m, v = "adam", opt.m, opt.v
+        elif isinstance(opt, Momentum):
+            kind, m, v = "nesterov" if opt.nesterov else "momentum", opt.velocity, None
+        else:
+            kind, m, v = "sgd", None, None
         loss, scale = self._objective(T)
-        adam, eps = isinstance(opt, Adam), self.epsilon * c
-        order = np.arange(n, dtype=np.int64)  # gather_rows reads int64
+        lc, _ = _codes(loss, "mean")
+        order = np.arange(n, dtype=np.int64)
         self.n_iter_ = 0  # epochs of this call (loss_curve_ keeps them all)
         for _ in range(self.max_iter):
             if self.shuffle:
@@ -383,39 +386,16 @@ class _BaseMLP(BaseEstimator):
                 perm = np.arange(n)
                 rs.shuffle(perm)
                 order = order[perm]
-            total = 0.0
-            for start in range(0, n, bs):
-                m = min(bs, n - start)
-                if self.shuffle:  # the compiled gather fit uses (np.take costs 3× more)
-                    _network.gather_rows(X, order, start, m, X_buf)
-                    _network.gather_rows(T, order, start, m, T_buf)
-                    Xb, Tb = X_buf[:m], T_buf[:m]
-                    if sw is not None:
-                        _network.gather_rows(sw, order, start, m, w_buf)
-                        wb = w_buf[:m]
-                else:
-                    Xb, Tb = X[start:start + m], T[start:start + m]
-                    if sw is not None:
-                        wb = sw[start:start + m]
-                # sklearn normalises a batch's loss, gradient and L2 term by
-                # its sum of weights (the rows, without weights)
-                if sw is None:
-                    wb, norm = None, m
-                else:
-                    norm = float(wb.sum())
-                    if norm == 0.0:
-                        continue  # nothing to learn from this batch
-                # L2 penalty alpha/(2m) ‖W‖², with its gradient scaled like the loss's
-                opt.weight_decay = c * alpha / norm
-                penalty = 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm
-                if adam:  # sklearn adds ε to √v before the bias correction
-                    opt.eps = eps / math.sqrt(1.0 - opt.beta2 ** (opt.t + 1))
-                J = net.train_step(Xb, Tb, loss=loss, reduction="mean", optimizer=opt,
-                                   sample_weight=wb)
-                if self._extra_units:  # hold the binary case's second logit at 0
-                    W_last[n_real:] = 0.0
-                    b_last[n_real:] = 0.0
-                total += (J / scale + penalty) * m
+            # every batch in one compiled call: sklearn's objective per batch
+            # (mean loss + α/(2 N_b) ‖W‖², N_b its rows or weight sum), its
+            # Adam ε placement, the binary case's second logit held at 0
+            total, t = net._core.epoch(
+                X, T, order if self.shuffle else None, bs, lc, sw, X_buf, T_buf,
+                _network.UPDATES[kind], opt.lr, getattr(opt, "momentum", 0.0),
+                getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0), self.epsilon * c,
+                getattr(opt, "t", 0), m, v, alpha, c, scale, self._extra_units)
+            if kind == "adam":
+                opt.t = t
             self.n_iter_ += 1
             self.loss_ = total / n
             self.t_ += n
