@@ -117,6 +117,19 @@ def test_cross_entropy_gradients_match_reference(activation, depth):
     assert_grads_match(net, X, soft, loss="cross_entropy", reduction="sum")
 
 
+@pytest.mark.parametrize("n", [63, 64, 65, 150])
+def test_cross_entropy_over_several_chunks_of_rows(rng, n):
+    # the exponentials are taken 64 rows at a time: every row, every chunk
+    # boundary, and the per-row maxima of each chunk must line up
+    net = MLP([5, 4, 7], activation="tanh", seed=3)
+    X = rng.normal(size=(n, 5)) * 4.0
+    labels = rng.integers(0, 7, size=n)
+    w = rng.uniform(0.1, 2.0, n)
+    assert_grads_match(net, X, labels, loss="cross_entropy", reduction="sum")
+    assert_grads_match(net, X, rng.uniform(size=(n, 7)), loss="cross_entropy", reduction="mean",
+                       sample_weight=w)
+
+
 @given(seed=st.integers(0, 2**32 - 1), depth=st.integers(1, 4),
        acts=st.lists(st.sampled_from(ACTIVATIONS), min_size=4, max_size=4),
        n=st.integers(0, 6))

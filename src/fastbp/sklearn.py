@@ -391,7 +391,7 @@ class _BaseMLP(BaseEstimator):
             # Adam ε placement, the binary case's second logit held at 0
             total, t = net._core.epoch(
                 X, T, order if self.shuffle else None, bs, lc, sw, X_buf, T_buf,
-                _network.UPDATES[kind], opt.lr, getattr(opt, "momentum", 0.0),
+                _network.UPDATES.index(kind), opt.lr, getattr(opt, "momentum", 0.0),
                 getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0), self.epsilon * c,
                 getattr(opt, "t", 0), m, v, alpha, c, scale, self._extra_units)
             if kind == "adam":

@@ -1,0 +1,311 @@
+"""A training step's batch split over two threads (NetworkCore._plan and
+_team.h): the same loss and gradient as on one thread, the update done half
+on each thread, the compiled epoch against the same loop written step by
+step, and the ways the split is turned off."""
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from fastbp import _network, _optim
+from fastbp.network import MLP, _codes
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+RTOL = 1e-12
+# Every layer of a part of these batches stays under 2^18 multiply-adds, the
+# bound on any OpenBLAS (with OPENBLAS_CORETYPE=Haswell, as CI sets it, and
+# without), and each whole batch is over the 2^20 a split needs.
+SIZES = [60, 60, 60, 60, 60, 10]
+ROWS = 131  # odd: part 0 takes the extra row
+
+
+def one_thread():
+    return threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
+def two_threads():
+    return threadpoolctl.threadpool_limits(2, user_api="blas")
+
+
+def splits_here():
+    return (os.cpu_count() or 1) >= 2
+
+
+def need_split(core, before):
+    if not splits_here():
+        pytest.skip("one CPU: no second thread to split over")
+    assert core.split_steps > before, "the step ran on one thread"
+
+
+def make_net(activation="tanh", output="identity", seed=0):
+    return MLP(SIZES, activation=activation, output_activation=output, seed=seed)
+
+
+def targets(rng, loss, n, probabilities=False):
+    if loss == "squared_error":
+        return rng.standard_normal((n, SIZES[-1]))
+    if probabilities:
+        P = rng.uniform(0.0, 1.0, (n, SIZES[-1]))
+        return P / P.sum(axis=1, keepdims=True)
+    return rng.integers(0, SIZES[-1], n)
+
+
+def assert_close(got, want, rtol=RTOL):
+    want = np.asarray(want)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max(initial=0)))
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("loss, reduction, probabilities", [
+    ("squared_error", "sum", False), ("squared_error", "half", False),
+    ("squared_error", "mean", False), ("cross_entropy", "mean", False),
+    ("cross_entropy", "sum", True)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_split_step_gives_the_one_thread_loss_and_gradient(rng, activation, loss, reduction,
+                                                           probabilities, weighted):
+    net = make_net(activation)
+    X = rng.standard_normal((ROWS, SIZES[0]))
+    T = targets(rng, loss, ROWS, probabilities)
+    w = rng.uniform(0.0, 2.0, ROWS) if weighted else None
+    if weighted:
+        w[:5] = 0.0  # rows of weight 0 in part 0 (left out of the worst row)
+    lc, rc = _codes(loss, reduction)
+    with one_thread():
+        J1 = net._core.step(X, T, lc, rc, w, True)
+        g1, worst1 = net.grads.copy(), net._core.worst_row_loss
+    net.grads[...] = np.nan  # every entry must be written again
+    before = net._core.split_steps
+    with two_threads():
+        J2 = net._core.step(X, T, lc, rc, w, True)
+    need_split(net._core, before)
+    assert_close(J2, J1)
+    assert_close(net.grads, g1)
+    if loss == "cross_entropy":
+        assert net._core.worst_row_loss == pytest.approx(worst1, rel=RTOL)
+
+
+def test_split_sgd_step_updates_both_halves_and_keeps_the_whole_gradient(rng):
+    X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
+    one, two = make_net(), make_net()
+    lc, rc = _codes("squared_error", "mean")
+    for _ in range(3):
+        with one_thread():
+            one._core.step(X, T, lc, rc, None, True, 0.05, 0.01, True)
+        before = two._core.split_steps
+        with two_threads():
+            two._core.step(X, T, lc, rc, None, True, 0.05, 0.01, True)
+        need_split(two._core, before)
+        assert_close(two.params, one.params)
+        assert_close(two.grads, one.grads)  # the helper's half copied back
+
+
+def test_no_split_on_one_blas_thread_or_below_the_bounds(rng):
+    net = make_net()
+    lc, rc = _codes("squared_error", "sum")
+    X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
+    with one_thread():
+        net._core.step(X, T, lc, rc, None, True)
+    small = ROWS // 8  # under 2^20 multiply-adds in all
+    with two_threads():
+        net._core.step(X[:small], T[:small], lc, rc, None, True)
+        net._core.step(X, T, lc, rc, None, False)  # the loss alone is not split
+    assert net._core.split_steps == 0
+
+
+def _child_gradient(conn):
+    net = make_net()
+    rng = np.random.default_rng(7)
+    X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
+    lc, rc = _codes("squared_error", "sum")
+    with two_threads():
+        net._core.step(X, T, lc, rc, None, True)
+    conn.send((net.grads.copy(), net._core.split_steps))
+    conn.close()
+
+
+def test_a_forked_child_starts_its_own_helper():
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork() here")
+    net = make_net()
+    rng = np.random.default_rng(7)
+    X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
+    lc, rc = _codes("squared_error", "sum")
+    with two_threads():
+        net._core.step(X, T, lc, rc, None, True)  # the parent's helper exists
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child_gradient, args=(child,))
+    proc.start()
+    assert parent.poll(60), "the child hung (a helper it does not have?)"
+    grads, splits = parent.recv()
+    proc.join(10)
+    assert proc.exitcode == 0
+    assert_close(grads, net.grads)
+    if splits_here():
+        assert splits == 1
+
+
+def test_two_python_threads_stepping_at_once_get_their_own_results(rng):
+    # the helper serves one caller at a time; the other runs both parts itself
+    X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
+    lc, rc = _codes("squared_error", "mean")
+
+    def train(net, steps=40):
+        for _ in range(steps):
+            net._core.step(X, T, lc, rc, None, True, 0.01, 0.0, True)
+
+    with one_thread():
+        want = make_net(seed=1)
+        train(want)
+    nets = [make_net(seed=1) for _ in range(2)]
+    with two_threads():
+        workers = [threading.Thread(target=train, args=(net,)) for net in nets]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+    for net in nets:
+        assert_close(net.params, want.params, rtol=1e-10)
+
+
+def test_fastbp_no_team_in_the_environment_turns_the_split_off():
+    code = (
+        "import numpy as np, threadpoolctl\n"
+        "from fastbp.network import MLP\n"
+        f"net = MLP({SIZES})\n"
+        f"X = np.ones(({ROWS}, {SIZES[0]})); T = np.ones(({ROWS}, {SIZES[-1]}))\n"
+        "with threadpoolctl.threadpool_limits(2, user_api='blas'):\n"
+        "    net._core.step(X, T, 0, 0, None, True)\n"
+        "print(net._core.split_steps)\n")
+    env = dict(os.environ, FASTBP_NO_TEAM="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "0"
+
+
+# ---------------------------------------------------------------------------
+# The compiled epoch against the same epoch written with step and the
+# optimisers' loops
+# ---------------------------------------------------------------------------
+
+def loop_epoch(net, X, T, order, bs, loss, sw, kind, lr, momentum, beta1, beta2, eps, t,
+               state, alpha, c, scale, held):
+    """scikit-learn's epoch, batch by batch in Python: what epoch() does."""
+    lc, rc = _codes(loss, "mean")
+    n = X.shape[0]
+    total = 0.0
+    idx_all = np.arange(n) if order is None else order
+    nw = net.n_weights
+    for start in range(0, n, bs):
+        idx = idx_all[start:start + bs]
+        m = len(idx)
+        wb = None if sw is None else np.ascontiguousarray(sw[idx])
+        norm = m if sw is None else float(np.sum(wb))
+        if norm == 0.0:
+            continue
+        penalty = 0.5 * alpha * float(np.dot(net.params[:nw], net.params[:nw])) / norm
+        wd = c * alpha / norm
+        J = net._core.step(np.ascontiguousarray(X[idx]), np.ascontiguousarray(T[idx]), lc, rc,
+                           wb, True)
+        if kind == "sgd":
+            _optim.sgd_update(net.params, net.grads, lr, wd, nw)
+        elif kind in ("momentum", "nesterov"):
+            _optim.momentum_update(net.params, net.grads, state[0], lr, momentum,
+                                   kind == "nesterov", wd, nw)
+        else:
+            t += 1
+            _optim.adam_update(net.params, net.grads, state[0], state[1], lr, beta1, beta2,
+                               eps / np.sqrt(1.0 - beta2 ** t), t, wd, nw)
+        if held:
+            net.weights[-1][-held:] = 0.0
+            net.biases[-1][-held:] = 0.0
+        total += (J / scale + penalty) * m
+    return total, t
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_epoch_is_the_step_by_step_loop(rng, kind, shuffle, threads):
+    n, bs = 4 * ROWS - 40, ROWS  # a shorter last batch, still split
+    X = rng.standard_normal((n, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], n)
+    order = rng.permutation(n).astype(np.int64) if shuffle else None
+    args = dict(lr=0.01, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8, alpha=1e-3, c=1.0,
+                scale=1.0, held=0)
+    want, got = make_net("relu"), make_net("relu")
+    states = [np.zeros(want.params.size), np.zeros(want.params.size)]
+    mine = [np.zeros(got.params.size), np.zeros(got.params.size)]
+    t_want = t_got = 0
+    Xb, Tb = np.empty((bs, SIZES[0])), np.empty(bs, np.int64)
+    limit = threadpoolctl.threadpool_limits(threads, user_api="blas")
+    try:
+        for _ in range(2):
+            total_want, t_want = loop_epoch(want, X, y, order, bs, "cross_entropy", None, kind,
+                                            t=t_want, state=states, **args)
+            total_got, t_got = got._core.epoch(
+                X, y, order, bs, 1, None, Xb, Tb, _network.UPDATES.index(kind), args["lr"],
+                args["momentum"], args["beta1"], args["beta2"], args["eps"], t_got,
+                mine[0] if kind != "sgd" else None, mine[1] if kind == "adam" else None,
+                args["alpha"], args["c"], args["scale"], 0)
+    finally:
+        limit.restore_original_limits()
+    if threads == 2:
+        need_split(got._core, 0)
+    assert t_got == t_want
+    assert_close(total_got, total_want, rtol=1e-11)
+    assert_close(got.params, want.params, rtol=1e-11)
+    assert_close(got.grads, want.grads, rtol=1e-11)  # the last batch's gradient, whole
+    if kind != "sgd":
+        assert_close(mine[0], states[0], rtol=1e-11)
+
+
+def test_epoch_weights_zero_weight_batches_and_held_units(rng):
+    n, bs = 2 * ROWS, ROWS // 2
+    X, T = rng.standard_normal((n, SIZES[0])), rng.standard_normal((n, SIZES[-1]))
+    sw = rng.uniform(0.5, 2.0, n)
+    order = rng.permutation(n).astype(np.int64)
+    sw[order[bs:2 * bs]] = 0.0  # the second batch weighs nothing: skipped
+    args = dict(lr=0.01, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8, alpha=0.1, c=2.0,
+                scale=2.0, held=1)
+    want, got = make_net(), make_net()
+    states = [np.zeros(want.params.size), np.zeros(want.params.size)]
+    mine = [np.zeros(got.params.size), np.zeros(got.params.size)]
+    Xb, Tb = np.empty((bs, SIZES[0])), np.empty((bs, SIZES[-1]))
+    total_want, t_want = loop_epoch(want, X, T, order, bs, "squared_error", sw, "adam", t=0,
+                                    state=states, **args)
+    total_got, t_got = got._core.epoch(X, T, order, bs, 0, sw, Xb, Tb, _network.UPDATES.index("adam"),
+                                       0.01, 0.9, 0.9, 0.999, 1e-8, 0, mine[0], mine[1], 0.1,
+                                       2.0, 2.0, 1)
+    assert t_got == t_want == -(-n // bs) - 1
+    assert_close(total_got, total_want, rtol=1e-11)
+    assert_close(got.params, want.params, rtol=1e-11)
+    assert not got.weights[-1][-1:].any() and not got.biases[-1][-1:].any()
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(kind=9), "update code"),
+    (dict(order=np.array([0, 1, 99], np.int64)), "order"),
+    (dict(held_units=10), "held_units"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(X_buf=np.empty((1, SIZES[0]))), "X_buf"),
+])
+def test_epoch_refuses_bad_arguments(change, match):
+    net = make_net()
+    n = 3
+    X, y = np.zeros((n, SIZES[0])), np.zeros(n, np.int64)
+    kw = dict(X=X, T=y, order=np.arange(n, dtype=np.int64), batch_size=2, loss=1,
+              sample_weight=None, X_buf=np.empty((2, SIZES[0])), T_buf=np.empty(2, np.int64),
+              kind=_network.UPDATES.index("sgd"), lr=0.1, momentum=0.0, beta1=0.0, beta2=0.0, eps=0.0,
+              t=0, m=None, v=None, alpha=0.0, grad_scale=1.0, loss_scale=1.0, held_units=0)
+    kw.update(change)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=match):
+        net._core.epoch(*kw.values())
+    assert np.array_equal(net.params, before)
