@@ -382,10 +382,9 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0  # epochs of this call (loss_curve_ keeps them all)
         for _ in range(self.max_iter):
             if self.shuffle:
-                # the draw sklearn.utils.shuffle makes (without its per-call validation)
-                perm = np.arange(n)
-                rs.shuffle(perm)
-                order = order[perm]
+                # sklearn.utils.shuffle's draw: it shuffles arange(n) and takes
+                # X[perm]; the same swaps on order give order[perm] in place
+                rs.shuffle(order)
             # every batch in one compiled call: sklearn's objective per batch
             # (mean loss + α/(2 N_b) ‖W‖², N_b its rows or weight sum), its
             # Adam ε placement, the binary case's second logit held at 0
