@@ -89,6 +89,41 @@ def test_split_step_gives_the_one_thread_loss_and_gradient(rng, activation, loss
         assert net._core.worst_row_loss == pytest.approx(worst1, rel=RTOL)
 
 
+CHUNK_SCRIPT = """
+import numpy as np, threadpoolctl
+from fastbp.network import MLP
+# 100 rows a part: products of 640,000 and 100,000 multiply-adds, which the
+# parts make in pieces of at most 2^18 when OpenBLAS has no small kernels
+rng = np.random.default_rng(3)
+for sizes, act, rows in (([64, 100, 10], "relu", 200), ([40, 160, 90, 3], "tanh", 131),
+                         ([1000, 2, 2], "tanh", 600)):  # δW1 (2 × 1000) in bands of columns
+    net = MLP(sizes, activation=act, seed=0)
+    X = rng.standard_normal((rows, sizes[0])); T = rng.standard_normal((rows, sizes[-1]))
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        J1 = net._core.step(X, T, 0, 2, None, True); g1 = net.grads.copy()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        J2 = net._core.step(X, T, 0, 2, None, True)
+    assert abs(J2 - J1) <= 1e-12 * abs(J1), (J1, J2)
+    np.testing.assert_allclose(net.grads, g1, rtol=1e-12, atol=1e-12 * np.abs(g1).max())
+    print(net._core.split_steps, end=" ")
+"""
+
+
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_split_parts_with_larger_products(coretype):
+    # with OPENBLAS_CORETYPE=Haswell (as CI sets it) OpenBLAS has no
+    # small-matrix kernels, and a part's products go in pieces
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    out = subprocess.run([sys.executable, "-c", CHUNK_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    if splits_here():
+        assert out.stdout.split() == ["1", "1", "1"]
+
+
 def test_split_sgd_step_updates_both_halves_and_keeps_the_whole_gradient(rng):
     X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
     one, two = make_net(), make_net()

@@ -21,6 +21,14 @@ cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
                   const double *A, int lda, const double *B, int ldb,
                   double beta, double *C, int ldc) noexcept nogil
 
+# gemm_rm for a caller that knows how many threads the BLAS may use for this
+# call (1: the caller runs it on one of its own threads, and products OpenBLAS
+# would thread are made in pieces it runs on the calling thread); 0 asks
+# the BLAS.
+cdef void gemm_rm_threads(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
+                          const double *A, int lda, const double *B, int ldb,
+                          double beta, double *C, int ldc, int threads) noexcept nogil
+
 # C = A Bᵀ
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
                             int n, int k, int d) noexcept nogil
@@ -28,9 +36,8 @@ cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
 cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
                                      const double *B, double *dA, double *dB,
                                      int n, int k, int d) noexcept nogil
-# as matmul_abt_kernel, for a caller that knows how many threads the BLAS may
-# use for this call (1: the caller runs it on one of its own threads); 0 asks
-# the BLAS.  The fastest form of the product depends on it.
+# as matmul_abt_kernel, with gemm_rm_threads's threads (the fastest form of
+# the product depends on it)
 cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
                                     int n, int k, int d, int threads) noexcept nogil
 # Y = g(X Wᵀ + b)
@@ -47,6 +54,11 @@ cdef void dense_forward_kernel_threads(const double *X, const double *W, const d
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
                                const double *Y, double *dX, double *dW, double *db,
                                double *dZ_work, int n, int k, int d, int act) noexcept nogil
+# the same, with gemm_rm_threads's threads
+cdef int dense_backward_kernel_threads(const double *dY, const double *X, const double *W,
+                                       const double *Y, double *dX, double *dW, double *db,
+                                       double *dZ_work, int n, int k, int d, int act,
+                                       int threads) noexcept nogil
 # loss = loss_scale Σ (T − Y)², dY = grad_scale (Y − T) over m elements (dY may be NULL)
 cdef double squared_error_kernel(const double *Y, const double *T, double *dY,
                                  Py_ssize_t m, double grad_scale,

@@ -37,6 +37,7 @@ cdef extern from "_scratch.h" nogil:
 
 cdef extern from "_blasinfo.h" nogil:
     int fb_blas_threads(void *dgemm)
+    int fb_blas_small_kernels(void *dgemm)
 
 # Below 10⁶ multiply-adds OpenBLAS runs unpacked small-matrix kernels, and
 # the one for C = A Bᵀ on row-major operands (column-major "TN") is ~1.6×
@@ -96,6 +97,43 @@ cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
           &beta, C, &ldc)
 
 
+cdef void gemm_rm_threads(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
+                          const double *A, int lda, const double *B, int ldb,
+                          double beta, double *C, int ldc, int threads) noexcept nogil:
+    """gemm_rm; with threads == 1 (the caller runs it on one of its own
+    threads), a product OpenBLAS would spread over its pool is made in
+    pieces of at most 2¹⁸ madds, which it keeps on the calling thread.
+
+    The pool is left alone where the small-matrix kernels take the product
+    (they never thread): up to 10⁶ madds, except the column-major "TN" form
+    (row-major A Bᵀ), which they take only when C is tiny."""
+    cdef int64_t madds = <int64_t>m * n * k
+    cdef int64_t pieces
+    cdef int step, lo
+    if (threads != 1 or madds <= BLAS_THREADED_MADDS
+            or (madds <= SMALL_ABT_MADDS and not (trans_b and not trans_a)
+                and fb_blas_small_kernels(<void *>dgemm))):
+        gemm_rm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
+    pieces = (madds + BLAS_THREADED_MADDS - 1) // BLAS_THREADED_MADDS
+    lo = 0
+    if m >= pieces:  # bands of C's rows: rows of op(A)
+        step = <int>((m + pieces - 1) // pieces)
+        while lo < m:
+            gemm_rm(trans_a, trans_b, min(step, m - lo), n, k, alpha,
+                    A + (lo if trans_a else <Py_ssize_t>lo * lda), lda, B, ldb, beta,
+                    C + <Py_ssize_t>lo * ldc, ldc)
+            lo += step
+    elif n >= pieces:  # bands of C's columns: columns of op(B)
+        step = <int>((n + pieces - 1) // pieces)
+        while lo < n:
+            gemm_rm(trans_a, trans_b, m, min(step, n - lo), k, alpha, A, lda,
+                    B + (<Py_ssize_t>lo * ldb if trans_b else lo), ldb, beta, C + lo, ldc)
+            lo += step
+    else:  # (so long a sum that no band is small: left to the BLAS)
+        gemm_rm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
 cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
     return worth_releasing_gil(n * k * d)
 
@@ -130,24 +168,30 @@ cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
             t = fb_scratch_slot(1, <size_t>n * k)
             if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
                 _transpose(A, t, n, k)
-                gemm_rm(1, 1, n, d, k, 1.0, t, n, B, k, 0.0, C, d)
+                gemm_rm_threads(1, 1, n, d, k, 1.0, t, n, B, k, 0.0, C, d, threads)
                 return
         else:
             t = fb_scratch_slot(1, <size_t>d * k)
             if t != NULL:  # C = A (Bᵀ)
                 _transpose(B, t, d, k)
-                gemm_rm(0, 0, n, d, k, 1.0, A, k, t, d, 0.0, C, d)
+                gemm_rm_threads(0, 0, n, d, k, 1.0, A, k, t, d, 0.0, C, d, threads)
                 return
-    gemm_rm(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d)
+    gemm_rm_threads(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d, threads)
 
 
 cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
                                      const double *B, double *dA, double *dB,
                                      int n, int k, int d) noexcept nogil:
+    matmul_abt_backward_kernel_threads(dC, A, B, dA, dB, n, k, d, 0)
+
+
+cdef void matmul_abt_backward_kernel_threads(const double *dC, const double *A,
+                                             const double *B, double *dA, double *dB,
+                                             int n, int k, int d, int threads) noexcept nogil:
     if dA != NULL:  # δA (n×k) = δC (n×d) B (d×k)
-        gemm_rm(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k)
+        gemm_rm_threads(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k, threads)
     if dB != NULL:  # δB (d×k) = δCᵀ (d×n) A (n×k)
-        gemm_rm(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k)
+        gemm_rm_threads(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k, threads)
 
 
 cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
@@ -166,6 +210,13 @@ cdef void dense_forward_kernel_threads(const double *X, const double *W, const d
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
                                const double *Y, double *dX, double *dW, double *db,
                                double *dZ_work, int n, int k, int d, int act) noexcept nogil:
+    return dense_backward_kernel_threads(dY, X, W, Y, dX, dW, db, dZ_work, n, k, d, act, 0)
+
+
+cdef int dense_backward_kernel_threads(const double *dY, const double *X, const double *W,
+                                       const double *Y, double *dX, double *dW, double *db,
+                                       double *dZ_work, int n, int k, int d, int act,
+                                       int threads) noexcept nogil:
     cdef const double *dZ = dY  # identity: δZ = δY, no temporary
     if act != ACT_IDENTITY:
         if dZ_work == NULL:
@@ -176,7 +227,7 @@ cdef int dense_backward_kernel(const double *dY, const double *X, const double *
     # one pass: δZ = δY ⊙ g'(Y) and δb = Σ_rows δZ
     fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, db, n, d, act)
     # δW = δZᵀ X and δX = δZ W are the two gradients of the matmul C = X Wᵀ
-    matmul_abt_backward_kernel(dZ, X, W, dX, dW, n, k, d)
+    matmul_abt_backward_kernel_threads(dZ, X, W, dX, dW, n, k, d, threads)
     return 0
 
 

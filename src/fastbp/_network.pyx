@@ -24,7 +24,7 @@ from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, ddot
 from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU,
-                              dense_forward_kernel_threads, dense_backward_kernel,
+                              dense_forward_kernel_threads, dense_backward_kernel_threads,
                               squared_error_kernel, check_array, worth_releasing_gil)
 
 cdef extern from "_fastmath.h" nogil:
@@ -37,7 +37,6 @@ cdef extern from "_team.h" nogil:
     int fb_team_width(void *dgemm)
     # fn(arg, 0) here and fn(arg, 1) on the helper (or here, if it is late)
     void fb_team_run(fb_task_fn fn, void *arg)
-    int fb_blas_small_kernels(void *dgemm)
 
 cdef extern from "_update.h" nogil:
     # the optimisers' loops (see _optim.pyx): the penalty on [0, n_decay) only
@@ -336,16 +335,16 @@ cdef double _pass(const Layers *net, Work *w, const double *X, const double *T,
         # δZ is formed in place in cur (we own it); δ of the layer below
         # goes to the other buffer.
         if mode == PASS_GRAD:
-            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
-                                  other if l > 0 else NULL,
-                                  w.grads + net.w_off[l], w.grads + net.b_off[l],
-                                  cur, <int>n, k, d, net.act[l])
+            dense_backward_kernel_threads(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
+                                          other if l > 0 else NULL,
+                                          w.grads + net.w_off[l], w.grads + net.b_off[l],
+                                          cur, <int>n, k, d, net.act[l], w.threads)
         else:
             # Per-example weight gradient δz_i a_iᵀ has norm ‖δz_i‖‖a_i‖,
             # the bias gradient adds ‖δz_i‖²: no δW is formed.
-            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
-                                  other if l > 0 else NULL, NULL, w.db_scratch,
-                                  cur, <int>n, k, d, net.act[l])
+            dense_backward_kernel_threads(cur, a_in, net.params + net.w_off[l], w.A[l + 1],
+                                          other if l > 0 else NULL, NULL, w.db_scratch,
+                                          cur, <int>n, k, d, net.act[l], w.threads)
             for i in range(n):
                 dz2 = _row_sq(cur + i * d, d)
                 norms[i] += dz2 * (_row_sq(a_in + i * k, k) + 1.0)
@@ -463,16 +462,16 @@ cdef void _update_part(void *arg, int part) noexcept nogil:
 
 
 # The split pays where a part's work is long next to the hand-over (a few
-# µs while the helper spins) and each part's products stay on its own
-# thread: OpenBLAS runs them on the calling thread up to 2^18 multiply-adds,
-# or 10^6 where it has small-matrix kernels (above, it would thread both
-# parts' products over one pool).  Measured on a 2-core Zen 4 VM: a step on
-# 200 rows of 64-100-10 (scikit-learn's digits default) 119 -> 76 µs.
+# µs while the helper spins) and its products are ones OpenBLAS would not
+# spread over its pool well: up to 10^6 multiply-adds, which its small-matrix
+# kernels run on the calling thread, or which gemm_rm_threads makes in
+# pieces of 2^18 that it runs there (above, OpenBLAS's own threads win).
+# Measured on a 2-core Zen 4 VM: a step on 200 rows of 64-100-10
+# (scikit-learn's digits default) 119 -> 76 µs.
 cdef enum:
     SPLIT_MIN_MADDS = 1 << 20    # of the whole batch
     SPLIT_MIN_ROWS = 16          # of each part
-    ONE_THREAD_MADDS = 1 << 18
-    SMALL_KERNEL_MADDS = 1000000
+    SPLIT_MAX_LAYER_MADDS = 1000000  # of each layer's product on a part
 
 
 cdef class NetworkCore:
@@ -610,12 +609,10 @@ cdef class NetworkCore:
         threads now, else 0: while a second thread may work, and where each
         part's products stay on its thread."""
         cdef Py_ssize_t n0 = (n + 1) // 2
-        cdef int64_t bound
         if (mode != PASS_GRAD or n < 2 * SPLIT_MIN_ROWS
                 or n * self.madds_per_row < SPLIT_MIN_MADDS):
             return 0
-        bound = SMALL_KERNEL_MADDS if fb_blas_small_kernels(<void *>dgemm) else ONE_THREAD_MADDS
-        if n0 * <int64_t>self.max_layer_madds_row > bound:
+        if n0 * <int64_t>self.max_layer_madds_row > SPLIT_MAX_LAYER_MADDS:
             return 0
         if fb_team_width(<void *>dgemm) < 2:
             return 0
