@@ -606,8 +606,9 @@ cdef class NetworkCore:
 
     cdef Py_ssize_t _plan(self, Py_ssize_t n, int mode) noexcept nogil:
         """Rows of part 0 when a pass of n rows is worth splitting over two
-        threads now, else 0: while a second thread may work, and where each
-        part's products stay on its thread."""
+        threads now, else 0: while a second thread may work, for batches of
+        at least SPLIT_MIN_MADDS whose layers' products on a part are at most
+        SPLIT_MAX_LAYER_MADDS."""
         cdef Py_ssize_t n0 = (n + 1) // 2
         if (mode != PASS_GRAD or n < 2 * SPLIT_MIN_ROWS
                 or n * self.madds_per_row < SPLIT_MIN_MADDS):
@@ -671,6 +672,7 @@ cdef class NetworkCore:
         cdef Update sum_only
         if u == NULL or u.kind == UPD_NONE:
             sum_only.kind = UPD_NONE
+            sum_only.n_decay = 0
             u = &sum_only
         u.params = self.params
         u.grads = self.grads
