@@ -9,7 +9,7 @@
  * result does not depend on which thread ran part 1.
  *
  * - The helper is started on first use and spins for FB_TEAM_SPIN_NS after
- *   each task (a wake-up through the kernel costs more than a task), then
+ *   each task (250 µs: a wake-up through the kernel costs more than a task), then
  *   sleeps on a condition variable.
  * - Whoever comes first takes part 1: a caller done with part 0 before the
  *   helper picked part 1 up (no free core, or the helper asleep) runs it
@@ -36,7 +36,7 @@
 
 typedef void (*fb_task_fn)(void *arg, int part);
 
-#define FB_TEAM_SPIN_NS 1000000L
+#define FB_TEAM_SPIN_NS 250000L
 
 static struct {
     pthread_mutex_t lock;
