@@ -47,6 +47,7 @@ extensions = [
         f"fastbp.{name}",
         [f"src/fastbp/{name}.pyx"],
         include_dirs=[numpy.get_include(), "src/fastbp"],
+        depends=sorted(glob.glob("src/fastbp/*.h")),  # rebuilt when a header changes
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
