@@ -334,12 +334,23 @@ def test_epoch_weights_zero_weight_batches_and_held_units(rng):
     assert not got.weights[-1][-1:].any() and not got.biases[-1][-1:].any()
 
 
+N_PARAMS = MLP(SIZES).params.size
+
+
 @pytest.mark.parametrize("change, match", [
     (dict(kind=9), "update code"),
-    (dict(order=np.array([0, 1, 99], np.int64)), "order"),
+    (dict(order=np.array([0, 1, 99], np.int64)), "order holds row numbers"),
+    (dict(order=np.arange(3)[::-1].astype(np.int32)), "order must be a C-contiguous int64"),
     (dict(held_units=10), "held_units"),
     (dict(batch_size=0), "batch_size"),
     (dict(X_buf=np.empty((1, SIZES[0]))), "X_buf"),
+    (dict(T_buf=np.empty(2, np.float64)), "T_buf"),
+    (dict(kind=_network.UPDATES.index("momentum")), "m must be"),  # no velocity given
+    (dict(kind=_network.UPDATES.index("momentum"), m=np.zeros(2 * N_PARAMS)[::2]),
+     "m must be a C-contiguous"),  # a strided view would be updated through a copy
+    (dict(kind=_network.UPDATES.index("adam"), m=np.zeros(N_PARAMS), v=np.zeros(N_PARAMS - 1)),
+     "v must be"),
+    (dict(sample_weight=np.ones(2)), "sample_weight"),
 ])
 def test_epoch_refuses_bad_arguments(change, match):
     net = make_net()
@@ -347,10 +358,26 @@ def test_epoch_refuses_bad_arguments(change, match):
     X, y = np.zeros((n, SIZES[0])), np.zeros(n, np.int64)
     kw = dict(X=X, T=y, order=np.arange(n, dtype=np.int64), batch_size=2, loss=1,
               sample_weight=None, X_buf=np.empty((2, SIZES[0])), T_buf=np.empty(2, np.int64),
-              kind=_network.UPDATES.index("sgd"), lr=0.1, momentum=0.0, beta1=0.0, beta2=0.0, eps=0.0,
-              t=0, m=None, v=None, alpha=0.0, grad_scale=1.0, loss_scale=1.0, held_units=0)
+              kind=_network.UPDATES.index("sgd"), lr=0.1, momentum=0.0, beta1=0.0, beta2=0.0,
+              eps=0.0, t=0, m=None, v=None, alpha=0.0, grad_scale=1.0, loss_scale=1.0,
+              held_units=0)
     kw.update(change)
     before = net.params.copy()
     with pytest.raises(ValueError, match=match):
         net._core.epoch(*kw.values())
+    assert np.array_equal(net.params, before)
+
+
+def test_epoch_refuses_state_that_shares_memory_with_the_network():
+    net = make_net()
+    X, y = np.zeros((3, SIZES[0])), np.zeros(3, np.int64)
+    buf = (np.empty((2, SIZES[0])), np.empty(2, np.int64))
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="m and grads share memory"):
+        net._core.epoch(X, y, None, 2, 1, None, *buf, _network.UPDATES.index("momentum"), 0.1,
+                        0.9, 0.0, 0.0, 0.0, 0, net.grads, None, 0.0, 1.0, 1.0, 0)
+    m = np.zeros(net.params.size)
+    with pytest.raises(ValueError, match="m and v share memory"):
+        net._core.epoch(X, y, None, 2, 1, None, *buf, _network.UPDATES.index("adam"), 0.1,
+                        0.0, 0.9, 0.999, 1e-8, 0, m, m, 0.0, 1.0, 1.0, 0)
     assert np.array_equal(net.params, before)

@@ -23,7 +23,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, ddot
-from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU,
+from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU, share_memory,
                               dense_forward_kernel_threads, dense_backward_kernel_threads,
                               squared_error_kernel, check_array, worth_releasing_gil)
 
@@ -241,6 +241,36 @@ cdef cnp.ndarray _labels(object a, str name, Py_ssize_t rows, int64_t classes):
         if p[i] < 0 or p[i] >= classes:
             raise ValueError(f"{name} holds class labels in [0, {classes}), got {p[i]} at row {i}")
     return arr
+
+
+cdef cnp.ndarray _row_indices(object a, Py_ssize_t n):
+    """a as a checked C-contiguous int64 vector of n row numbers in [0, n)."""
+    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_INT64
+            or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
+            or cnp.PyArray_DIM(<cnp.ndarray>a, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a)):
+        raise ValueError(f"order must be a C-contiguous int64 vector of {n} row numbers, got "
+                         f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 0 or p[i] >= n:
+            raise ValueError(f"order holds row numbers in [0, {n}), got {p[i]} at {i}")
+    return <cnp.ndarray>a
+
+
+cdef double *_vector(object a, str name, Py_ssize_t n, bint writeable) except NULL:
+    """The data of a checked C-contiguous float64 vector of n values (no copy:
+    a buffer written in place must be the caller's own)."""
+    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_DOUBLE
+            or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
+            or cnp.PyArray_DIM(<cnp.ndarray>a, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a)):
+        raise ValueError(f"{name} must be a C-contiguous float64 vector of {n} values, got "
+                         f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    if writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name} is read-only; it is updated in place")
+    return <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 def all_finite(cnp.ndarray a):
@@ -798,29 +828,38 @@ cdef class NetworkCore:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch_size = min(batch_size, n)
         cdef const int64_t *idx = NULL
+        cdef Py_ssize_t t_row = cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1)
         if order is not None:
-            idx = <const int64_t *>cnp.PyArray_DATA(_labels(order, "order", n, n))
+            idx = <const int64_t *>cnp.PyArray_DATA(_row_indices(order, n))
             _float_rows(X_buf, "X_buf", k0, -1)
-            if cnp.PyArray_DIM(X_buf, 0) < batch_size or cnp.PyArray_DIM(T_buf, 0) < batch_size \
-                    or cnp.PyArray_TYPE(T_buf) != cnp.PyArray_TYPE(<cnp.ndarray>T) \
-                    or not cnp.PyArray_IS_C_CONTIGUOUS(T_buf) \
-                    or cnp.PyArray_NBYTES(T_buf) < batch_size * cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1):
-                raise ValueError(f"X_buf and T_buf must hold {batch_size} rows of X and T")
+            if (cnp.PyArray_DIM(X_buf, 0) < batch_size or cnp.PyArray_DIM(T_buf, 0) < batch_size
+                    or cnp.PyArray_TYPE(T_buf) != cnp.PyArray_TYPE(<cnp.ndarray>T)
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(T_buf)
+                    or cnp.PyArray_NBYTES(T_buf) // cnp.PyArray_DIM(T_buf, 0) != t_row):
+                raise ValueError(f"X_buf and T_buf must hold {batch_size} rows of X and T "
+                                 f"(C-contiguous, T's dtype), got shapes "
+                                 f"{(<object>X_buf).shape} and {(<object>T_buf).shape}")
         cdef const double *w = NULL
         if sample_weight is not None:
-            w = <const double *>cnp.PyArray_DATA(_float_rows(
-                (<cnp.ndarray>sample_weight).reshape(-1, 1), "sample_weight", 1, n))
+            w = _vector(sample_weight, "sample_weight", n, False)
         cdef double *pm = NULL
         cdef double *pv = NULL
+        state = []
         if kind != UPD_SGD:
-            pm = <double *>cnp.PyArray_DATA(_float_rows(m.reshape(1, -1), "m", self.n_params, 1))
+            pm = _vector(m, "m", self.n_params, True)
+            state.append((m, "m"))
         if kind == UPD_ADAM:
-            pv = <double *>cnp.PyArray_DATA(_float_rows(v.reshape(1, -1), "v", self.n_params, 1))
+            pv = _vector(v, "v", self.n_params, True)
+            state.append((v, "v"))
+        for a, name in state:  # the update loops take restrict pointers
+            for b, other in [(self._params, "params"), (self._grads, "grads")] + state:
+                if other != name and share_memory(a, b):
+                    raise ValueError(f"{name} and {other} share memory; each must be its own buffer")
         if not 0 <= held_units < dL:
             raise ValueError(f"held_units must be in [0, {dL}), got {held_units}")
         self._prepare(batch_size, self._plan(batch_size, PASS_GRAD))
         cdef Gather g
-        g.t_row = cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1)
+        g.t_row = t_row
         g.x_row = k0 * sizeof(double)
         g.xs = <const char *>cnp.PyArray_DATA(x)
         g.ts = <const char *>(pt if pt != NULL else <const double *>pl)
