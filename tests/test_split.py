@@ -13,6 +13,7 @@ import pytest
 
 from fastbp import _network, _optim
 from fastbp.network import MLP, _codes
+from fastbp.optim import SGD, Adam, Momentum
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -380,4 +381,83 @@ def test_epoch_refuses_state_that_shares_memory_with_the_network():
     with pytest.raises(ValueError, match="m and v share memory"):
         net._core.epoch(X, y, None, 2, 1, None, *buf, _network.UPDATES.index("adam"), 0.1,
                         0.0, 0.9, 0.999, 1e-8, 0, m, m, 0.0, 1.0, 1.0, 0)
+    assert np.array_equal(net.params, before)
+
+
+# ---------------------------------------------------------------------------
+# The optimisers' update made inside the compiled step (MLP.train_step and
+# MLP.fit with fastbp's own optimisers) against their Python-level step
+# ---------------------------------------------------------------------------
+
+class PlainAdam(Adam):
+    """A subclass: its step could be its own, so it is never fused."""
+
+
+class PlainMomentum(Momentum):
+    pass
+
+
+class PlainSGD(SGD):
+    pass
+
+
+OPTIMIZER_PAIRS = [
+    (lambda: SGD(lr=0.05, weight_decay=0.01), lambda: PlainSGD(lr=0.05, weight_decay=0.01)),
+    (lambda: Momentum(lr=0.05, weight_decay=0.01), lambda: PlainMomentum(lr=0.05, weight_decay=0.01)),
+    (lambda: Momentum(lr=0.05, nesterov=True), lambda: PlainMomentum(lr=0.05, nesterov=True)),
+    (lambda: Adam(lr=0.01, weight_decay=0.01), lambda: PlainAdam(lr=0.01, weight_decay=0.01)),
+]
+
+
+@pytest.mark.parametrize("make_fused, make_plain", OPTIMIZER_PAIRS)
+@pytest.mark.parametrize("rows", [ROWS, 9])  # split, and too small to split
+def test_train_step_fuses_the_optimisers_update(rng, make_fused, make_plain, rows):
+    X, T = rng.standard_normal((rows, SIZES[0])), rng.standard_normal((rows, SIZES[-1]))
+    fused_net, plain_net = make_net(), make_net()
+    fused, plain = make_fused(), make_plain()
+    assert fused._core_update(fused_net.params) is not None and plain._core_update(plain_net.params) is None
+    for _ in range(4):
+        with one_thread():  # the same sums on both sides: bit for bit
+            J1 = fused_net.train_step(X, T, optimizer=fused)
+            J2 = plain_net.train_step(X, T, optimizer=plain)
+        assert J1 == J2
+        assert np.array_equal(fused_net.params, plain_net.params)
+        assert np.array_equal(fused_net.grads, plain_net.grads)
+    assert getattr(fused, "t", 4) == getattr(plain, "t", 4) == 4
+    before = fused_net._core.split_steps
+    with two_threads():
+        J1 = fused_net.train_step(X, T, optimizer=fused)
+        J2 = plain_net.train_step(X, T, optimizer=plain)
+    if rows == ROWS:
+        need_split(fused_net._core, before)
+    assert_close(J1, J2)
+    assert_close(fused_net.params, plain_net.params)
+    assert_close(fused_net.grads, plain_net.grads)
+
+
+@pytest.mark.parametrize("make_fused, make_plain", OPTIMIZER_PAIRS[1:4:2])
+def test_fit_with_the_fused_update_is_the_step_by_step_fit(rng, make_fused, make_plain):
+    X = rng.standard_normal((3 * ROWS, SIZES[0]))
+    y = rng.integers(0, SIZES[-1], 3 * ROWS)
+    fused_net = make_net("relu", "softmax")
+    plain_net = make_net("relu", "softmax")
+    kw = dict(epochs=3, batch_size=ROWS, loss="cross_entropy", seed=5)
+    h1 = fused_net.fit(X, y, optimizer=make_fused(), **kw)
+    h2 = plain_net.fit(X, y, optimizer=make_plain(), **kw)
+    assert_close(h1["loss"], h2["loss"])
+    assert_close(fused_net.params, plain_net.params)
+
+
+def test_fused_update_refuses_bad_state_before_any_change():
+    net = make_net()
+    X, T = np.zeros((4, SIZES[0])), np.zeros((4, SIZES[-1]))
+    before = net.params.copy()
+    with pytest.raises(ValueError, match="t must be >= 1"):
+        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, _network.UPDATES.index("adam"), 0.0,
+                       0.9, 0.999, 1e-8, 0, np.zeros(N_PARAMS), np.zeros(N_PARAMS))
+    with pytest.raises(ValueError, match="m and params share memory"):
+        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, _network.UPDATES.index("momentum"),
+                       0.9, 0.0, 0.0, 0.0, 0, net.params, None)
+    with pytest.raises(ValueError, match="update code"):
+        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, 7)
     assert np.array_equal(net.params, before)

@@ -26,7 +26,9 @@ class NetworkCore:
     def reserve(self, rows: int) -> None: ...
     def step(self, X: _F64, T: Any, loss: int = 0, reduction: int = 0,
              sample_weight: Any = None, backward: bool = True, lr: float = 0.0,
-             weight_decay: float = 0.0, update: bool = False) -> float: ...
+             weight_decay: float = 0.0, update: int = 0, momentum: float = 0.0,
+             beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, t: int = 0,
+             m: _F64 | None = None, v: _F64 | None = None) -> float: ...
     def epoch(self, X: _F64, T: Any, order: npt.NDArray[np.int64] | None, batch_size: int,
               loss: int, sample_weight: _F64 | None, X_buf: _F64, T_buf: npt.NDArray[Any],
               kind: int, lr: float, momentum: float, beta1: float, beta2: float, eps: float,

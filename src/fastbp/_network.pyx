@@ -273,6 +273,12 @@ cdef double *_vector(object a, str name, Py_ssize_t n, bint writeable) except NU
     return <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef int _disjoint(object a, str name_a, object b, str name_b) except -1:
+    if share_memory(<cnp.ndarray>a, <cnp.ndarray>b):
+        raise ValueError(f"{name_a} and {name_b} share memory; each must be its own buffer")
+    return 0
+
+
 def all_finite(cnp.ndarray a):
     """True when every element of a C-contiguous float64 array is finite."""
     cdef Py_ssize_t i, m = cnp.PyArray_SIZE(a)
@@ -758,13 +764,43 @@ cdef class NetworkCore:
             dst[i] = w[i] * (n / total)
         return 0
 
+    cdef int _state(self, Update *u, int kind, m, v) except -1:
+        """u's optimiser state: m (the velocity, or Adam's first moment) and
+        v (Adam's second), checked: the caller's own contiguous vectors of
+        n_params values, sharing no memory with each other or the network
+        (the update loops take restrict pointers).  Allocates nothing."""
+        u.m = NULL
+        u.v = NULL
+        if kind == UPD_MOMENTUM or kind == UPD_NESTEROV or kind == UPD_ADAM:
+            u.m = _vector(m, "m", self.n_params, True)
+            _disjoint(m, "m", self._params, "params")
+            _disjoint(m, "m", self._grads, "grads")
+        if kind == UPD_ADAM:
+            u.v = _vector(v, "v", self.n_params, True)
+            _disjoint(v, "v", self._params, "params")
+            _disjoint(v, "v", self._grads, "grads")
+            _disjoint(m, "m", v, "v")
+        return 0
+
     def step(self, X, T, int loss=LOSS_SQUARED_ERROR, int reduction=RED_SUM,
              sample_weight=None, bint backward=True, double lr=0.0,
-             double weight_decay=0.0, bint update=False):
+             double weight_decay=0.0, int update=UPD_NONE, double momentum=0.0,
+             double beta1=0.0, double beta2=0.0, double eps=0.0, long t=0, m=None, v=None):
         """One batch: loss (returned), the gradient into the flat gradient
-        buffer when ``backward``, and with ``update`` an SGD step on it."""
-        if not (0 <= loss <= LOSS_CROSS_ENTROPY and 0 <= reduction <= RED_MEAN):
-            raise ValueError(f"unknown loss code {loss} or reduction code {reduction}")
+        buffer when ``backward``, and with ``update`` (a code of UPDATES; True
+        is "sgd") the optimiser's step on it, as fastbp.optim's loops make it:
+        SGD with lr and weight_decay; momentum or Nesterov with ``momentum``
+        and the velocity m; Adam with beta1, beta2, eps, step count t (this
+        step's, from 1) and moments m, v.  The penalty is on the weights."""
+        if not (0 <= loss <= LOSS_CROSS_ENTROPY and 0 <= reduction <= RED_MEAN
+                and UPD_NONE <= update <= UPD_ADAM):
+            raise ValueError(f"unknown loss code {loss}, reduction code {reduction} "
+                             f"or update code {update}")
+        if update == UPD_ADAM and t < 1:
+            raise ValueError(f"t must be >= 1, got {t}")
+        cdef Update u
+        self._plain_update(&u, update)
+        self._state(&u, update, m, v)
         cdef cnp.ndarray x = _float_rows(X, "X", self.net.size[0], -1)
         cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0)
         cdef const double *pt
@@ -780,14 +816,18 @@ cdef class NetworkCore:
             r = self.rowbuf
         cdef const double *px = <const double *>cnp.PyArray_DATA(x)
         cdef double s = _loss_scale(reduction, n), J
-        cdef int mode = PASS_GRAD if (backward or update) else PASS_LOSS
+        cdef int mode = PASS_GRAD if (backward or update != UPD_NONE) else PASS_LOSS
         cdef Py_ssize_t n0 = self._plan(n, mode)
         self._prepare(n, n0)
-        # with update: p ← p − lr (g + λ p), the loop optim.SGD runs too
-        cdef Update u
-        self._plain_update(&u, UPD_SGD if update else UPD_NONE)
         u.lr = lr
         u.weight_decay = weight_decay
+        u.momentum = momentum
+        u.beta1 = beta1
+        u.beta2 = beta2
+        u.eps = eps
+        if update == UPD_ADAM:
+            u.c1 = 1.0 / (1.0 - beta1 ** t)
+            u.c2 = 1.0 / (1.0 - beta2 ** t)
         if worth_releasing_gil(n * self.madds_per_row):
             with nogil:
                 J = self._run(px, pt, pl, r, n, loss, s, mode, n0, &u, NULL)
@@ -842,19 +882,9 @@ cdef class NetworkCore:
         cdef const double *w = NULL
         if sample_weight is not None:
             w = _vector(sample_weight, "sample_weight", n, False)
-        cdef double *pm = NULL
-        cdef double *pv = NULL
-        state = []
-        if kind != UPD_SGD:
-            pm = _vector(m, "m", self.n_params, True)
-            state.append((m, "m"))
-        if kind == UPD_ADAM:
-            pv = _vector(v, "v", self.n_params, True)
-            state.append((v, "v"))
-        for a, name in state:  # the update loops take restrict pointers
-            for b, other in [(self._params, "params"), (self._grads, "grads")] + state:
-                if other != name and share_memory(a, b):
-                    raise ValueError(f"{name} and {other} share memory; each must be its own buffer")
+        cdef Update u
+        self._plain_update(&u, kind)
+        self._state(&u, kind, m, v)
         if not 0 <= held_units < dL:
             raise ValueError(f"held_units must be in [0, {dL}), got {held_units}")
         self._prepare(batch_size, self._plan(batch_size, PASS_GRAD))
@@ -873,14 +903,10 @@ cdef class NetworkCore:
         cdef int n_w = <int>self.n_weights, one = 1
         cdef double *held_w = self.params + self.net.w_off[L - 1] + (dL - held_units) * self.net.size[L - 1]
         cdef double *held_b = self.params + self.net.b_off[L - 1] + (dL - held_units)
-        cdef Update u
-        self._plain_update(&u, kind)
         u.lr = lr
         u.momentum = momentum
         u.beta1 = beta1
         u.beta2 = beta2
-        u.m = pm
-        u.v = pv
         with nogil:
             start = 0
             while start < n:

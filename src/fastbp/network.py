@@ -395,6 +395,11 @@ class MLP:
                     opt = self._step_optimizers[optimizer] = make_optimizer(optimizer)
             else:
                 opt = make_optimizer(optimizer)  # checks it is an Optimizer
+            fused = opt._core_update(self._params, lr)
+            if fused is not None:  # the update in the compiled step (split with it)
+                J = self._core.step(X, T, lc, rc, sample_weight, True, *fused)
+                opt._stepped()
+                return J
             J = self._core.step(X, T, lc, rc, sample_weight, True)
             opt.step(self._params, self._grads, lr=lr, n_decay=self.n_weights)
             return J

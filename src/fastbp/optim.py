@@ -15,9 +15,12 @@ import math
 
 import numpy as np
 
-from fastbp import _optim
+from fastbp import _network, _optim
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "make_optimizer", "OPTIMIZERS"]
+
+# NetworkCore.step's codes of the updates it can make itself
+_UPDATE = {name: code for code, name in enumerate(_network.UPDATES)}
 
 
 def _positive(value, name):
@@ -76,6 +79,17 @@ class Optimizer:
     def step(self, params, grads, lr=None, n_decay=None):
         raise NotImplementedError
 
+    def _core_update(self, params, lr=None):
+        """The arguments of a network's compiled step (NetworkCore.step, from
+        ``lr`` on) with which it makes this optimiser's next step itself,
+        fused with the pass, the penalty on its weights; None where it
+        cannot (a subclass with a step of its own).  Call ``_stepped`` after.
+        A tuple, not keywords: a ``**`` call would allocate in the step."""
+        return None
+
+    def _stepped(self):
+        """Count a step that NetworkCore.step made (Adam's t)."""
+
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr}, weight_decay={self.weight_decay})"
 
@@ -86,6 +100,11 @@ class SGD(Optimizer):
     def step(self, params, grads, lr=None, n_decay=None):
         _optim.sgd_update(params, grads, self._lr(lr), self.weight_decay,
                           -1 if n_decay is None else n_decay)
+
+    def _core_update(self, params, lr=None):
+        if type(self) is not SGD:
+            return None
+        return (self._lr(lr), self.weight_decay, _UPDATE["sgd"])
 
 
 class Momentum(Optimizer):
@@ -108,6 +127,14 @@ class Momentum(Optimizer):
         _optim.momentum_update(params, grads, self.velocity, self._lr(lr), self.momentum,
                                self.nesterov, self.weight_decay,
                                -1 if n_decay is None else n_decay)
+
+    def _core_update(self, params, lr=None):
+        if type(self) is not Momentum:
+            return None
+        lr = self._lr(lr)
+        self._bind(params)
+        return (lr, self.weight_decay, _UPDATE["nesterov" if self.nesterov else "momentum"],
+                self.momentum, 0.0, 0.0, 0.0, 0, self.velocity, None)
 
     def __repr__(self):
         return (f"Momentum(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -139,6 +166,17 @@ class Adam(Optimizer):
         _optim.adam_update(params, grads, self.m, self.v, lr, self.beta1, self.beta2,
                            self.eps, self.t, self.weight_decay,
                            -1 if n_decay is None else n_decay)
+
+    def _core_update(self, params, lr=None):
+        if type(self) is not Adam:
+            return None
+        lr = self._lr(lr)
+        self._bind(params)
+        return (lr, self.weight_decay, _UPDATE["adam"], 0.0, self.beta1, self.beta2, self.eps,
+                self.t + 1, self.m, self.v)
+
+    def _stepped(self):
+        self.t += 1
 
     def __repr__(self):
         return (f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "

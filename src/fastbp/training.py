@@ -215,6 +215,12 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                     weighs = sb if sync is None or wb is None else sync.batch_weight(i)
                     if weighs == 0.0:
                         continue  # a (global) batch of weight 0 carries no gradient
+                    fused = opt._core_update(params, step_lr) if sync is None else None
+                    if fused is not None:  # gradient and update in one compiled call
+                        J = core.step(xb, tb, lc, rc, wb, True, *fused)
+                        opt._stepped()
+                        total += J * sb if rc == _RED_MEAN else J * (sb / m)
+                        continue
                     # 1. local gradient into the flat buffer
                     if sb > 0.0:
                         J = core.step(xb, tb, lc, rc, wb, True)
