@@ -5,8 +5,9 @@
  * take), so a small network's whole training step uses one core of a machine
  * that has more.  The network step splits such a batch in two parts and runs
  * part 1 on one helper thread while the caller runs part 0 (see
- * NetworkCore._split_rows).  Each part writes only its own buffers, so the
- * result does not depend on which thread ran part 1.
+ * NetworkCore._plan), then the update the same way, half of the parameters
+ * each.  Each part writes only its own buffers, so the result does not
+ * depend on which thread ran part 1.
  *
  * - The helper is started on first use and spins for FB_TEAM_SPIN_NS after
  *   each task (250 µs: a wake-up through the kernel costs more than a task), then
