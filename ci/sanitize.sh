@@ -11,7 +11,7 @@ case "$PY" in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY");; *) PY=
 
 # build and test tools (the test venv has no Cython: its build was isolated)
 # (and a venv's bundled setuptools is older than pyproject.toml's license field)
-"$PY" -m pip install -q 'Cython>=3' 'numpy>=2' 'scipy>=1.11' 'setuptools>=77' pytest hypothesis
+"$PY" -m pip install -q 'Cython>=3' 'numpy>=2' 'scipy>=1.11' 'setuptools>=77' pytest hypothesis 'threadpoolctl>=3'
 
 WORK=$(mktemp -d /tmp/fastbp-sanitize.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -24,9 +24,11 @@ FASTBP_SANITIZE=1 "$PY" setup.py -q build_ext --inplace -j 2 >build.log 2>&1 ||
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
 [ -f "$ASAN_LIB" ] || { echo "no libasan.so from gcc: install gcc's ASan runtime" >&2; exit 1; }
 
-# The kernel test files (network ones too when the module is there).
+# The kernel test files (network ones too when the module is there; test_split
+# runs the two-thread step).
 TESTS=""
-for f in test_kernels test_api test_fuzz test_numerics test_determinism test_reliability_network; do
+for f in test_kernels test_api test_fuzz test_numerics test_determinism test_reliability_network \
+         test_split; do
     [ -f "tests/$f.py" ] && TESTS="$TESTS tests/$f.py"
 done
 # the tests must see the instrumented build, not an installed fastbp
