@@ -497,16 +497,19 @@ cdef void _update_part(void *arg, int part) noexcept nogil:
         _update_range(u, u.half, u.n, True)
 
 
-# The split pays where a part's work is long next to the hand-over (a few
-# µs while the helper spins) and its products are ones OpenBLAS would not
-# spread over its pool well: up to 10^6 multiply-adds, which its small-matrix
-# kernels run on the calling thread, or which gemm_rm_threads makes in
-# pieces of 2^18 that it runs there (above, OpenBLAS's own threads win).
-# Measured on a 2-core Zen 4 VM: a step on 200 rows of 64-100-10
-# (scikit-learn's digits default) 119 -> 76 µs.
+# The split pays where a part's work is long next to the exchange after it
+# (each gradient half and each updated parameter half crosses between the
+# cores: ~8 µs for 7,500 parameters) and its products are ones OpenBLAS
+# would not spread over its pool well: up to 10^6 multiply-adds, which its
+# small-matrix kernels run on the calling thread, or which gemm_rm_threads
+# makes in pieces of 2^18 that it runs there (above, OpenBLAS's own threads
+# win).  A part's work and the exchange both grow with the parameter count,
+# so the bound is on rows: measured (benchmarks/bench_split.py, 2-core Zen 4
+# VM) 16 rows a part gained 0-5 %, 32 rows 34-48 %, 100 rows 57-88 %; a whole
+# step of 37,000 multiply-adds (15 µs) still gained 44 %.
 cdef enum:
-    SPLIT_MIN_MADDS = 1 << 20    # of the whole batch
-    SPLIT_MIN_ROWS = 16          # of each part
+    SPLIT_MIN_MADDS = 1 << 15    # of the whole batch (the hand-over's fixed µs)
+    SPLIT_MIN_ROWS = 24          # of each part
     SPLIT_MAX_LAYER_MADDS = 1000000  # of each layer's product on a part
 
 
