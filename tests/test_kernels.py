@@ -1,5 +1,10 @@
 """Every compiled kernel against its NumPy twin in fastbp.reference."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -61,6 +66,27 @@ def test_matmul_abt_in_every_product_form(rng, blas_threads):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"):
         check_abt_forms(rng)
+
+
+@pytest.mark.parametrize("coretype", [None, "Haswell"])
+def test_matmul_abt_forms_with_and_without_small_matrix_kernels(coretype):
+    # the copy is made only where OpenBLAS has small-matrix kernels: CI sets
+    # OPENBLAS_CORETYPE=Haswell, so the other side runs in a child with it unset
+    pytest.importorskip("threadpoolctl")
+    env = dict(os.environ)
+    env.pop("OPENBLAS_CORETYPE", None)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    code = (f"import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
+            "import numpy as np, threadpoolctl\n"
+            "from test_kernels import check_abt_forms\n"
+            "for threads in (1, 2):\n"
+            "    with threadpoolctl.threadpool_limits(threads, user_api='blas'):\n"
+            "        check_abt_forms(np.random.default_rng(threads))\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 def check_abt_forms(rng):

@@ -47,7 +47,13 @@ cdef extern from "_blasinfo.h" nogil:
 # the copy loses where the smaller of n, d is under 8 or the dot products
 # are long (k > 512), so those keep the direct call; and with more than one
 # BLAS thread, above 2¹⁸ madds the direct call is threaded (the small
-# kernels never are), which wins where both n and d are at least 32.
+# kernels never are), which wins where both n and d are at least 32.  An
+# OpenBLAS without small-matrix kernels (OPENBLAS_CORETYPE=Haswell) packs
+# every operand anyway: there the direct call is as fast or faster (64³
+# 13.0 vs 15.1 µs with the copy, 100³ 43.8 vs 49.6), so no copy is made --
+# except for a caller on one of its own threads (threads == 1, the two
+# halves of a split step): two threads making direct calls at once were
+# 1.6-2.2x slower there than with the copy (benchmarks/bench_split.py).
 cdef enum:
     SMALL_ABT_MADDS = 1000000
     SMALL_ABT_MIN_ROWS = 8
@@ -191,7 +197,7 @@ cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
         _gemv_rm(0, d, k, B, k, A, C)
         return
     if (SMALL_ABT_MIN_ROWS <= min(n, d) and 1 < k <= SMALL_ABT_MAX_K
-            and madds <= SMALL_ABT_MADDS
+            and madds <= SMALL_ABT_MADDS and (threads == 1 or fb_blas_small_kernels(<void *>dgemm))
             and not (madds > BLAS_THREADED_MADDS and min(n, d) >= THREADED_ABT_MIN_ROWS
                      and (threads if threads > 0 else fb_blas_threads(<void *>dgemm)) > 1)):
         if n <= d:
