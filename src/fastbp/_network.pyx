@@ -38,15 +38,8 @@ cdef extern from "_team.h" nogil:
     # fn(arg, 0) here and fn(arg, 1) on the helper (or here, if it is late)
     void fb_team_run(fb_task_fn fn, void *arg)
 
-cdef extern from "_update.h" nogil:
-    # the optimisers' loops (see _optim.pyx): the penalty on [0, n_decay) only
-    void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
-                       double weight_decay)
-    void fb_momentum_update(double *p, const double *g, double *v, int64_t n, int64_t n_decay,
-                            double lr, double momentum, int nesterov, double weight_decay)
-    void fb_adam_update(double *p, const double *g, double *m, double *v, int64_t n,
-                        int64_t n_decay, double lr, double beta1, double beta2, double eps,
-                        double c1, double c2, double weight_decay)
+# the optimisers' loops (see _optim.pyx): the penalty on [0, n_decay) only
+from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
 
 cnp.import_array()
 

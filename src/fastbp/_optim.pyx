@@ -14,14 +14,7 @@ from libc.stdint cimport int64_t
 from fastbp._kernels cimport share_memory
 
 # The loops themselves, vectorised (same bits as scalar code): see _update.h.
-cdef extern from "_update.h" nogil:
-    void fb_sgd_update(double *p, const double *g, int64_t n, int64_t n_decay, double lr,
-                       double weight_decay)
-    void fb_momentum_update(double *p, const double *g, double *v, int64_t n, int64_t n_decay,
-                            double lr, double momentum, int nesterov, double weight_decay)
-    void fb_adam_update(double *p, const double *g, double *m, double *v, int64_t n,
-                        int64_t n_decay, double lr, double beta1, double beta2, double eps,
-                        double c1, double c2, double weight_decay)
+from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
 
 cnp.import_array()
 
