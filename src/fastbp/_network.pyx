@@ -236,14 +236,23 @@ cdef cnp.ndarray _labels(object a, str name, Py_ssize_t rows, int64_t classes):
     return arr
 
 
-cdef cnp.ndarray _row_indices(object a, Py_ssize_t n):
-    """a as a checked C-contiguous int64 vector of n row numbers in [0, n)."""
-    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_INT64
+cdef cnp.ndarray _vector_of(object a, str name, int typenum, Py_ssize_t n, str values):
+    """a as a checked aligned, C-contiguous vector of n native ``typenum``
+    ``values`` (no copy is ever made: a buffer written in place must be the
+    caller's own)."""
+    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != typenum
             or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
             or cnp.PyArray_DIM(<cnp.ndarray>a, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
             or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a)):
-        raise ValueError(f"order must be a C-contiguous int64 vector of {n} row numbers, got "
-                         f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+        raise ValueError(f"{name} must be a C-contiguous {cnp.PyArray_DescrFromType(typenum)} "
+                         f"vector of {n} {values}, got {type(a).__name__} "
+                         f"{getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    return <cnp.ndarray>a
+
+
+cdef cnp.ndarray _row_indices(object a, Py_ssize_t n):
+    """a as a checked C-contiguous int64 vector of n row numbers in [0, n)."""
+    _vector_of(a, "order", cnp.NPY_INT64, n, "row numbers")
     cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>a)
     cdef Py_ssize_t i
     for i in range(n):
@@ -253,14 +262,8 @@ cdef cnp.ndarray _row_indices(object a, Py_ssize_t n):
 
 
 cdef double *_vector(object a, str name, Py_ssize_t n, bint writeable) except NULL:
-    """The data of a checked C-contiguous float64 vector of n values (no copy:
-    a buffer written in place must be the caller's own)."""
-    if (not cnp.PyArray_Check(a) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_DOUBLE
-            or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 1
-            or cnp.PyArray_DIM(<cnp.ndarray>a, 0) != n or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
-            or not cnp.PyArray_ISALIGNED(<cnp.ndarray>a)):
-        raise ValueError(f"{name} must be a C-contiguous float64 vector of {n} values, got "
-                         f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    """The data of a checked C-contiguous float64 vector of n values."""
+    _vector_of(a, name, cnp.NPY_DOUBLE, n, "values")
     if writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
         raise ValueError(f"{name} is read-only; it is updated in place")
     return <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
