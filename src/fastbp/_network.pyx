@@ -196,6 +196,21 @@ cdef void _softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
             z[j] *= inv
 
 
+cdef double _row_weights_of(const double *w, const int64_t *idx, Py_ssize_t n,
+                            double *dst) noexcept nogil:
+    """dst_i = w_i N / Σ w for the n rows idx[i] of w (idx NULL: rows 0..n-1):
+    weights of any scale, all ones = no weights.  Returns Σ w (summed in
+    row order); dst is written only when it is > 0."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    for i in range(n):
+        total += w[idx[i] if idx != NULL else i]
+    if total > 0.0:
+        for i in range(n):
+            dst[i] = w[idx[i] if idx != NULL else i] * (n / total)
+    return total
+
+
 cdef double _row_sq(const double *a, Py_ssize_t k) noexcept nogil:
     cdef Py_ssize_t p
     cdef double s = 0.0
@@ -751,16 +766,12 @@ cdef class NetworkCore:
                 or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>sample_weight):
             raise ValueError(f"sample_weight must be a contiguous float64 vector of {n} values (one per row of X)")
         cdef const double *w = <const double *>cnp.PyArray_DATA(<cnp.ndarray>sample_weight)
-        cdef double total = 0.0
         cdef Py_ssize_t i
         for i in range(n):
             if not (w[i] >= 0.0) or not isfinite(w[i]):
                 raise ValueError(f"sample_weight must be finite and >= 0, got {w[i]} at row {i}")
-            total += w[i]
-        if n > 0 and not total > 0.0:
+        if n > 0 and not _row_weights_of(w, NULL, n, dst) > 0.0:
             raise ValueError("sample_weight must have a positive sum, got 0")
-        for i in range(n):
-            dst[i] = w[i] * (n / total)
         return 0
 
     cdef int _state(self, Update *u, int kind, m, v) except -1:
@@ -898,7 +909,7 @@ cdef class NetworkCore:
         cdef const double *bx
         cdef const char *bt
         cdef const double *r
-        cdef double norm, penalty, J, total = 0.0, wsum
+        cdef double norm, penalty, J, total = 0.0
         cdef int n_w = <int>self.n_weights, one = 1
         cdef double *held_w = self.params + self.net.w_off[L - 1] + (dL - held_units) * self.net.size[L - 1]
         cdef double *held_b = self.params + self.net.b_off[L - 1] + (dL - held_units)
@@ -919,16 +930,12 @@ cdef class NetworkCore:
                     bt = g.ts + start * g.t_row
                 r = NULL
                 norm = mb
-                if w != NULL:  # r_i = w_i N / Σ w, as _row_weights
-                    wsum = 0.0
-                    for i in range(mb):
-                        wsum += w[idx[start + i] if idx != NULL else start + i]
-                    norm = wsum
-                    if not wsum > 0.0:
+                if w != NULL:
+                    norm = (_row_weights_of(w, idx + start, mb, self.rowbuf) if idx != NULL
+                            else _row_weights_of(w + start, NULL, mb, self.rowbuf))
+                    if not norm > 0.0:
                         start += mb
                         continue  # nothing to learn from this batch
-                    for i in range(mb):
-                        self.rowbuf[i] = w[idx[start + i] if idx != NULL else start + i] * (mb / wsum)
                     r = self.rowbuf
                 # L2 penalty α/(2 N_b) ‖W‖², with its gradient scaled like the loss's
                 penalty = 0.5 * alpha * ddot(&n_w, self.params, &one, self.params, &one) / norm
