@@ -79,13 +79,25 @@ class Optimizer:
     def step(self, params, grads, lr=None, n_decay=None):
         raise NotImplementedError
 
+    def _core_state(self, params):
+        """This optimiser's update as the compiled loops make it
+        (NetworkCore.step and .epoch): (update code, momentum, beta1, beta2,
+        eps, steps made so far, m, v), its state made for ``params``.  Only
+        for SGD, Momentum and Adam themselves (see ``_core_update``)."""
+        raise NotImplementedError
+
     def _core_update(self, params, lr=None):
         """The arguments of a network's compiled step (NetworkCore.step, from
         ``lr`` on) with which it makes this optimiser's next step itself,
         fused with the pass, the penalty on its weights; None where it
-        cannot (a subclass with a step of its own).  Call ``_stepped`` after.
-        A tuple, not keywords: a ``**`` call would allocate in the step."""
-        return None
+        cannot (a subclass, whose step may be its own).  Call ``_stepped``
+        after.  A tuple, not keywords: a ``**`` call would allocate in the
+        step."""
+        if type(self) not in (SGD, Momentum, Adam):
+            return None
+        lr = self._lr(lr)
+        code, momentum, beta1, beta2, eps, t, m, v = self._core_state(params)
+        return (lr, self.weight_decay, code, momentum, beta1, beta2, eps, t + 1, m, v)
 
     def _stepped(self):
         """Count a step that NetworkCore.step made (Adam's t)."""
@@ -101,10 +113,8 @@ class SGD(Optimizer):
         _optim.sgd_update(params, grads, self._lr(lr), self.weight_decay,
                           -1 if n_decay is None else n_decay)
 
-    def _core_update(self, params, lr=None):
-        if type(self) is not SGD:
-            return None
-        return (self._lr(lr), self.weight_decay, _UPDATE["sgd"])
+    def _core_state(self, params):
+        return (_UPDATE["sgd"], 0.0, 0.0, 0.0, 0.0, 0, None, None)
 
 
 class Momentum(Optimizer):
@@ -128,13 +138,10 @@ class Momentum(Optimizer):
                                self.nesterov, self.weight_decay,
                                -1 if n_decay is None else n_decay)
 
-    def _core_update(self, params, lr=None):
-        if type(self) is not Momentum:
-            return None
-        lr = self._lr(lr)
+    def _core_state(self, params):
         self._bind(params)
-        return (lr, self.weight_decay, _UPDATE["nesterov" if self.nesterov else "momentum"],
-                self.momentum, 0.0, 0.0, 0.0, 0, self.velocity, None)
+        return (_UPDATE["nesterov" if self.nesterov else "momentum"], self.momentum, 0.0, 0.0,
+                0.0, 0, self.velocity, None)
 
     def __repr__(self):
         return (f"Momentum(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -167,13 +174,9 @@ class Adam(Optimizer):
                            self.eps, self.t, self.weight_decay,
                            -1 if n_decay is None else n_decay)
 
-    def _core_update(self, params, lr=None):
-        if type(self) is not Adam:
-            return None
-        lr = self._lr(lr)
+    def _core_state(self, params):
         self._bind(params)
-        return (lr, self.weight_decay, _UPDATE["adam"], 0.0, self.beta1, self.beta2, self.eps,
-                self.t + 1, self.m, self.v)
+        return (_UPDATE["adam"], 0.0, self.beta1, self.beta2, self.eps, self.t, self.m, self.v)
 
     def _stepped(self):
         self.t += 1

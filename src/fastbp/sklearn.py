@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
         "fastbp.sklearn needs scikit-learn; install it with `pip install scikit-learn` "
         "(or `pip install 'fastbp[sklearn]'`)") from exc
 
-from fastbp import _kernels, _network
+from fastbp import _kernels
 from fastbp.network import MLP, _codes
 from fastbp.optim import SGD, Adam, Momentum
 
@@ -369,13 +369,6 @@ class _BaseMLP(BaseEstimator):
             bs = int(np.clip(self.batch_size, 1, n))
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
         opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
-        opt._bind(net.params)  # its state (moments, velocity), made on first use
-        if isinstance(opt, Adam):
-            kind, m, v = "adam", opt.m, opt.v
-        elif isinstance(opt, Momentum):
-            kind, m, v = "nesterov" if opt.nesterov else "momentum", opt.velocity, None
-        else:
-            kind, m, v = "sgd", None, None
         loss, scale = self._objective(T)
         lc, _ = _codes(loss, "mean")
         order = np.arange(n, dtype=np.int64)
@@ -388,12 +381,12 @@ class _BaseMLP(BaseEstimator):
             # every batch in one compiled call: sklearn's objective per batch
             # (mean loss + α/(2 N_b) ‖W‖², N_b its rows or weight sum), its
             # Adam ε placement, the binary case's second logit held at 0
+            code, momentum, beta1, beta2, _, t, m, v = opt._core_state(net.params)
             total, t = net._core.epoch(
-                X, T, order if self.shuffle else None, bs, lc, sw, X_buf, T_buf,
-                _network.UPDATES.index(kind), opt.lr, getattr(opt, "momentum", 0.0),
-                getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0), self.epsilon * c,
-                getattr(opt, "t", 0), m, v, alpha, c, scale, self._extra_units)
-            if kind == "adam":
+                X, T, order if self.shuffle else None, bs, lc, sw, X_buf, T_buf, code, opt.lr,
+                momentum, beta1, beta2, self.epsilon * c, t, m, v, alpha, c, scale,
+                self._extra_units)
+            if isinstance(opt, Adam):
                 opt.t = t
             self.n_iter_ += 1
             self.loss_ = total / n
