@@ -219,18 +219,17 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                     if fused is not None:  # gradient and update in one compiled call
                         J = core.step(xb, tb, lc, rc, wb, True, *fused)
                         opt._stepped()
-                        total += J * sb if rc == _RED_MEAN else J * (sb / m)
-                        continue
-                    # 1. local gradient into the flat buffer
-                    if sb > 0.0:
-                        J = core.step(xb, tb, lc, rc, wb, True)
-                    else:  # this rank's part of the global batch weighs nothing
-                        grads.fill(0.0)
-                        J = 0.0
-                    if sync is not None:  # the global batch's gradient, on every rank
-                        sync.reduce_gradient(grads, i)
-                    # 2. the optimiser's in-place update
-                    opt.step(params, grads, lr=step_lr, n_decay=n_decay)
+                    else:
+                        # 1. local gradient into the flat buffer
+                        if sb > 0.0:
+                            J = core.step(xb, tb, lc, rc, wb, True)
+                        else:  # this rank's part of the global batch weighs nothing
+                            grads.fill(0.0)
+                            J = 0.0
+                        if sync is not None:  # the global batch's gradient, on every rank
+                            sync.reduce_gradient(grads, i)
+                        # 2. the optimiser's in-place update
+                        opt.step(params, grads, lr=step_lr, n_decay=n_decay)
                     # the epoch's loss weights each batch by its weight
                     total += J * sb if rc == _RED_MEAN else J * (sb / m)
                 if sync is not None:  # global losses, the same on every rank
