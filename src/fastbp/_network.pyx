@@ -309,7 +309,7 @@ def gather_rows(cnp.ndarray src, cnp.ndarray index, Py_ssize_t start, Py_ssize_t
 
     The shuffled mini-batches of fit, copied into buffers made once (indices
     are trusted: fit makes them)."""
-    cdef Py_ssize_t i, row = cnp.PyArray_ITEMSIZE(src)
+    cdef Py_ssize_t row = cnp.PyArray_ITEMSIZE(src)
     cdef int d
     for d in range(1, cnp.PyArray_NDIM(src)):
         row *= cnp.PyArray_DIM(src, d)
@@ -317,8 +317,19 @@ def gather_rows(cnp.ndarray src, cnp.ndarray index, Py_ssize_t start, Py_ssize_t
     cdef char *t = <char *>cnp.PyArray_DATA(dst)
     cdef const int64_t *idx = (<const int64_t *>cnp.PyArray_DATA(index)) + start
     with nogil:
-        for i in range(count):
-            memcpy(t + i * row, s + idx[i] * row, row)
+        _copy_rows(s, idx, 0, count, row, t)
+
+
+cdef void _copy_rows(const char *src, const int64_t *idx, Py_ssize_t lo, Py_ssize_t hi,
+                     Py_ssize_t row, char *dst) noexcept nogil:
+    """Rows lo..hi-1 of dst (``row`` bytes each) = rows idx[lo..hi-1] of src."""
+    cdef Py_ssize_t i
+    if row == 8:  # one label or one value per row: no call per row
+        for i in range(lo, hi):
+            (<int64_t *>dst)[i] = (<const int64_t *>src)[idx[i]]
+        return
+    for i in range(lo, hi):
+        memcpy(dst + i * row, src + idx[i] * row, row)
 
 
 # The layer tables of one network and the workspace of one pass, as plain C
@@ -414,15 +425,8 @@ cdef struct Gather:
 
 
 cdef void _gather(const Gather *g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(lo, hi):
-        memcpy(g.xb + i * g.x_row, g.xs + g.idx[i] * g.x_row, g.x_row)
-    if g.t_row == 8:  # one label or one output per row
-        for i in range(lo, hi):
-            (<int64_t *>g.tb)[i] = (<const int64_t *>g.ts)[g.idx[i]]
-    else:
-        for i in range(lo, hi):
-            memcpy(g.tb + i * g.t_row, g.ts + g.idx[i] * g.t_row, g.t_row)
+    _copy_rows(g.xs, g.idx, lo, hi, g.x_row, g.xb)
+    _copy_rows(g.ts, g.idx, lo, hi, g.t_row, g.tb)
 
 
 # One batch cut in two: rows [0, n0) on the caller with work[0], the rest
