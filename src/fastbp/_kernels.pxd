@@ -85,3 +85,12 @@ cdef inline bint share_memory(cnp.ndarray a, cnp.ndarray b) noexcept:
     cdef char *pb = cnp.PyArray_BYTES(b)
     cdef Py_ssize_t na = cnp.PyArray_NBYTES(a), nb = cnp.PyArray_NBYTES(b)
     return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+# The update loops take restrict pointers: a ValueError naming both buffers
+# when two of them share memory (a pair at a time: nothing is allocated).
+cdef inline int check_disjoint(object a, str name_a, object b, str name_b) except -1:
+    if share_memory(<cnp.ndarray>a, <cnp.ndarray>b):
+        raise ValueError(f"{name_a} and {name_b} share memory; each must be its own buffer "
+                         f"(pass a copy)")
+    return 0

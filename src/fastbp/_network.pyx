@@ -23,7 +23,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, ddot
-from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU, share_memory,
+from fastbp._kernels cimport (ACT_IDENTITY, ACT_SIGMOID, ACT_TANH, ACT_RELU, check_disjoint,
                               dense_forward_kernel_threads, dense_backward_kernel_threads,
                               squared_error_kernel, check_array, worth_releasing_gil)
 
@@ -282,12 +282,6 @@ cdef double *_vector(object a, str name, Py_ssize_t n, bint writeable) except NU
     if writeable and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
         raise ValueError(f"{name} is read-only; it is updated in place")
     return <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
-cdef int _disjoint(object a, str name_a, object b, str name_b) except -1:
-    if share_memory(<cnp.ndarray>a, <cnp.ndarray>b):
-        raise ValueError(f"{name_a} and {name_b} share memory; each must be its own buffer")
-    return 0
 
 
 def all_finite(cnp.ndarray a):
@@ -787,13 +781,13 @@ cdef class NetworkCore:
         u.v = NULL
         if kind == UPD_MOMENTUM or kind == UPD_NESTEROV or kind == UPD_ADAM:
             u.m = _vector(m, "m", self.n_params, True)
-            _disjoint(m, "m", self._params, "params")
-            _disjoint(m, "m", self._grads, "grads")
+            check_disjoint(m, "m", self._params, "params")
+            check_disjoint(m, "m", self._grads, "grads")
         if kind == UPD_ADAM:
             u.v = _vector(v, "v", self.n_params, True)
-            _disjoint(v, "v", self._params, "params")
-            _disjoint(v, "v", self._grads, "grads")
-            _disjoint(m, "m", v, "v")
+            check_disjoint(v, "v", self._params, "params")
+            check_disjoint(v, "v", self._grads, "grads")
+            check_disjoint(m, "m", v, "v")
         return 0
 
     def step(self, X, T, int loss=LOSS_SQUARED_ERROR, int reduction=RED_SUM,

@@ -11,7 +11,7 @@ biases go unpenalised).  Nothing is allocated.
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 
-from fastbp._kernels cimport share_memory
+from fastbp._kernels cimport check_disjoint
 
 # The loops themselves, vectorised (same bits as scalar code): see _update.h.
 from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
@@ -40,9 +40,7 @@ cdef int _disjoint(tuple arrays, tuple names) except -1:
     cdef Py_ssize_t i, j
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
-            if share_memory(<cnp.ndarray>arrays[i], <cnp.ndarray>arrays[j]):
-                raise ValueError(f"{names[i]} and {names[j]} share memory; each must be "
-                                 f"its own buffer (pass a copy)")
+            check_disjoint(arrays[i], names[i], arrays[j], names[j])
     return 0
 
 
