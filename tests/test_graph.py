@@ -178,7 +178,7 @@ def test_numbers_and_arrays_are_constants_on_either_side():
     out = graph.sum(2.0 - out / 4.0 + 1 - data)
     out.backward()
     np.testing.assert_allclose(x.grad, -data / 4.0)
-    constants = [v for v in graph._topological_order(out, only_requiring_grad=False)
+    constants = [v for v in graph.topological_order(out, only_requiring_grad=False)
                  if not v.requires_grad]
     assert len(constants) == 5 and all(not np.any(v.grad) for v in constants)
 
@@ -564,7 +564,7 @@ def test_dot_is_well_formed_and_names_every_node():
     f = _seed_graph()
     dot = f.to_dot()
     nodes, edges = _dot_nodes_and_edges(dot)
-    all_vars = graph._topological_order(f, only_requiring_grad=False)
+    all_vars = graph.topological_order(f, only_requiring_grad=False)
     assert len(nodes) == len(all_vars)
     assert {a for a, _ in edges} | {b for _, b in edges} <= set(nodes)
     assert len(edges) == sum(len(v._parents) for v in all_vars)

@@ -11,9 +11,8 @@ blocks), ``fastbp.gradcheck`` (finite differences against a backward pass)
 and ``fastbp.paths`` (seed 000's gradient as a sum over paths).
 """
 
+from fastbp._enums import ACTIVATIONS, REDUCTIONS
 from fastbp._kernels import (
-    ACTIVATIONS,
-    REDUCTIONS,
     dense_backward,
     dense_forward,
     matmul_abt,

@@ -33,7 +33,7 @@
 #include <stdint.h>
 #include <string.h> /* memcpy for bit casts */
 
-enum { FB_IDENTITY = 0, FB_SIGMOID = 1, FB_TANH = 2, FB_RELU = 3 };
+#include "_enums.h" /* FB_ACT_IDENTITY, FB_ACT_SIGMOID, ... */
 
 #include "_simd.h" /* FB_INLINE, FB_MULTIVERSION, FB_FP_BEGIN ... */
 
@@ -237,9 +237,9 @@ FB_INLINE void fb_forward_row(double *FB_RESTRICT y, const double *FB_RESTRICT b
 {
     int64_t j;
     switch (act) {
-    case FB_SIGMOID: for (j = 0; j < d; j++) y[j] = fb_sigmoid_core(y[j] + b[j], use_fma); break;
-    case FB_TANH:    for (j = 0; j < d; j++) y[j] = fb_tanh_core(y[j] + b[j], use_fma); break;
-    case FB_RELU:    for (j = 0; j < d; j++) y[j] = fb_relu(y[j] + b[j]); break;
+    case FB_ACT_SIGMOID: for (j = 0; j < d; j++) y[j] = fb_sigmoid_core(y[j] + b[j], use_fma); break;
+    case FB_ACT_TANH:    for (j = 0; j < d; j++) y[j] = fb_tanh_core(y[j] + b[j], use_fma); break;
+    case FB_ACT_RELU:    for (j = 0; j < d; j++) y[j] = fb_relu(y[j] + b[j]); break;
     default:         for (j = 0; j < d; j++) y[j] = y[j] + b[j]; break;
     }
 }
@@ -248,7 +248,7 @@ FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, i
                                            int act, int use_fma)
 {
     if (n <= 0 || d <= 0) return;
-    if (d >= FB_FM_WIDE_ROW || act == FB_IDENTITY || act == FB_RELU) {
+    if (d >= FB_FM_WIDE_ROW || act == FB_ACT_IDENTITY || act == FB_ACT_RELU) {
         /* identity and relu are cheap enough per element to stay row-wise */
         for (int64_t i = 0; i < n; i++) fb_forward_row(Y + i * d, b, d, act, use_fma);
         return;
@@ -257,8 +257,8 @@ FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, i
     for (int64_t i0 = 0; i0 < n; i0 += rows) {
         int64_t nr = n - i0 < rows ? n - i0 : rows;
         double *blk = Y + i0 * d;
-        for (int64_t i = 0; i < nr; i++) fb_forward_row(blk + i * d, b, d, FB_IDENTITY, use_fma);
-        if (act == FB_SIGMOID) fb_sigmoid_inplace(blk, nr * d, use_fma);
+        for (int64_t i = 0; i < nr; i++) fb_forward_row(blk + i * d, b, d, FB_ACT_IDENTITY, use_fma);
+        if (act == FB_ACT_SIGMOID) fb_sigmoid_inplace(blk, nr * d, use_fma);
         else fb_tanh_inplace(blk, nr * d, use_fma);
     }
 }
@@ -275,13 +275,13 @@ FB_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
     int64_t j;
     double g;
     switch (act) {
-    case FB_SIGMOID:
+    case FB_ACT_SIGMOID:
         for (j = 0; j < d; j++) { g = dy[j] * (y[j] * (1.0 - y[j])); dz[j] = g; db[j] += g; }
         break;
-    case FB_TANH:
+    case FB_ACT_TANH:
         for (j = 0; j < d; j++) { g = dy[j] * (1.0 - y[j] * y[j]); dz[j] = g; db[j] += g; }
         break;
-    case FB_RELU:
+    case FB_ACT_RELU:
         for (j = 0; j < d; j++) { g = dy[j] * (y[j] > 0.0 ? 1.0 : 0.0); dz[j] = g; db[j] += g; }
         break;
     default:

@@ -19,8 +19,11 @@ Algebra (seed 002, sections 4.2 and 5.1), one example per row:
 cimport numpy as cnp
 from libc.stdint cimport int64_t
 from libc.string cimport memset
-from libc.limits cimport INT_MAX
 from scipy.linalg.cython_blas cimport dgemm, dgemv
+
+from fastbp._checks cimport check_array, check_output, check_same_dim
+from fastbp._enums cimport ACT_IDENTITY, code
+from fastbp._losses cimport loss_scale
 
 cnp.import_array()
 
@@ -62,11 +65,6 @@ cdef enum:
     THREADED_ABT_MIN_ROWS = 32
 
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
-REDUCTIONS = ("sum", "half", "mean")
-cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
-                       "tanh": ACT_TANH, "relu": ACT_RELU}
-
 # Every product goes to the BLAS: a hand-written small-matrix path (axpy
 # loops, AVX-512) was measured against it at (8,8,8) to (64,64,64) and never
 # won, so there is none.
@@ -76,37 +74,29 @@ cdef dict _ACT_CODE = {"identity": ACT_IDENTITY, "sigmoid": ACT_SIGMOID,
 # GEMM, row-major, through the BLAS
 # ---------------------------------------------------------------------------
 
-cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
-                  const double *A, int lda, const double *B, int ldb,
-                  double beta, double *C, int ldc) noexcept nogil:
-    """Row-major C (m×n) = alpha op(A) op(B) + beta C.
+cdef void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) noexcept nogil:
+    """Row-major C (m×n) = op(A) op(B).
 
     A row-major matrix is its own transpose in column-major, so the BLAS is
     asked for Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands, keep the trans flags.
     """
-    cdef int i, j
-    cdef double *row
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
+    cdef int i
+    cdef char ta = b'T' if A.trans else b'N'
+    cdef char tb = b'T' if B.trans else b'N'
+    cdef double one = 1.0, zero = 0.0
     if m == 0 or n == 0:
         return
-    if k == 0:  # empty sum: C = beta C, and never reach BLAS with ld = 0
+    if k == 0:  # an empty sum, and never reach BLAS with ld = 0
         for i in range(m):
-            row = C + <Py_ssize_t>i * ldc
-            if beta == 0.0:
-                memset(row, 0, n * sizeof(double))
-            elif beta != 1.0:
-                for j in range(n):
-                    row[j] *= beta
+            memset(C + <Py_ssize_t>i * ldc, 0, n * sizeof(double))
         return
-    dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *>B, &ldb, <double *>A, &lda,
-          &beta, C, &ldc)
+    dgemm(&tb, &ta, &n, &m, &k, &one, <double *>B.p, &B.ld, <double *>A.p, &A.ld,
+          &zero, C, &ldc)
 
 
-cdef void gemm_rm_threads(bint trans_a, bint trans_b, int m, int n, int k, double alpha,
-                          const double *A, int lda, const double *B, int ldb,
-                          double beta, double *C, int ldc, int threads) noexcept nogil:
-    """gemm_rm; with threads == 1 (the caller runs it on one of its own
+cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
+                  int threads) noexcept nogil:
+    """_gemm; with threads == 1 (the caller runs it on one of its own
     threads), a product OpenBLAS would spread over its pool is made in
     pieces of at most 2¹⁸ madds, which it keeps on the calling thread.
 
@@ -116,28 +106,30 @@ cdef void gemm_rm_threads(bint trans_a, bint trans_b, int m, int n, int k, doubl
     cdef int64_t madds = <int64_t>m * n * k
     cdef int64_t pieces
     cdef int step, lo
+    cdef Operand part
     if (threads != 1 or madds <= BLAS_THREADED_MADDS
-            or (madds <= SMALL_ABT_MADDS and not (trans_b and not trans_a)
+            or (madds <= SMALL_ABT_MADDS and not (B.trans and not A.trans)
                 and fb_blas_small_kernels(<void *>dgemm))):
-        gemm_rm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        _gemm(m, n, k, A, B, C, ldc)
         return
     pieces = (madds + BLAS_THREADED_MADDS - 1) // BLAS_THREADED_MADDS
     lo = 0
     if m >= pieces:  # bands of C's rows: rows of op(A)
         step = <int>((m + pieces - 1) // pieces)
+        part = A
         while lo < m:
-            gemm_rm(trans_a, trans_b, min(step, m - lo), n, k, alpha,
-                    A + (lo if trans_a else <Py_ssize_t>lo * lda), lda, B, ldb, beta,
-                    C + <Py_ssize_t>lo * ldc, ldc)
+            part.p = A.p + (lo if A.trans else <Py_ssize_t>lo * A.ld)
+            _gemm(min(step, m - lo), n, k, part, B, C + <Py_ssize_t>lo * ldc, ldc)
             lo += step
     elif n >= pieces:  # bands of C's columns: columns of op(B)
         step = <int>((n + pieces - 1) // pieces)
+        part = B
         while lo < n:
-            gemm_rm(trans_a, trans_b, m, min(step, n - lo), k, alpha, A, lda,
-                    B + (<Py_ssize_t>lo * ldb if trans_b else lo), ldb, beta, C + lo, ldc)
+            part.p = B.p + (<Py_ssize_t>lo * B.ld if B.trans else lo)
+            _gemm(m, min(step, n - lo), k, A, part, C + lo, ldc)
             lo += step
     else:  # (so long a sum that no band is small: left to the BLAS)
-        gemm_rm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        _gemm(m, n, k, A, B, C, ldc)
 
 
 cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
@@ -155,11 +147,6 @@ cdef void _transpose(const double *A, double *T, int n, int k) noexcept nogil:
             for i in range(i0, i1):
                 for j in range(j0, j1):
                     T[<Py_ssize_t>j * n + i] = A[<Py_ssize_t>i * k + j]
-
-
-cdef void matmul_abt_kernel(const double *A, const double *B, double *C,
-                            int n, int k, int d) noexcept nogil:
-    matmul_abt_kernel_threads(A, B, C, n, k, d, 0)
 
 
 # A product with one row or one column is a matrix-vector product, and one
@@ -186,9 +173,10 @@ cdef void _outer(const double *u, const double *v, double *C, int m, int n) noex
             C[i * n + j] = u[i] * v[j]
 
 
-cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
-                                    int n, int k, int d, int threads) noexcept nogil:
+cdef void matmul_abt_kernel(const double *A, const double *B, double *C, Shape s,
+                            int threads) noexcept nogil:
     cdef double *t
+    cdef int n = s.n, k = s.k, d = s.d
     cdef int64_t madds = <int64_t>n * k * d
     if k >= 1 and d == 1:  # C (n) = A b
         _gemv_rm(0, n, k, A, k, B, C)
@@ -204,76 +192,58 @@ cdef void matmul_abt_kernel_threads(const double *A, const double *B, double *C,
             t = fb_scratch_slot(1, <size_t>n * k)
             if t != NULL:  # C = (Aᵀ)ᵀ Bᵀ
                 _transpose(A, t, n, k)
-                gemm_rm_threads(1, 1, n, d, k, 1.0, t, n, B, k, 0.0, C, d, threads)
+                gemm_rm(n, d, k, Operand(t, n, 1), Operand(B, k, 1), C, d, threads)
                 return
         else:
             t = fb_scratch_slot(1, <size_t>d * k)
             if t != NULL:  # C = A (Bᵀ)
                 _transpose(B, t, d, k)
-                gemm_rm_threads(0, 0, n, d, k, 1.0, A, k, t, d, 0.0, C, d, threads)
+                gemm_rm(n, d, k, Operand(A, k, 0), Operand(t, d, 0), C, d, threads)
                 return
-    gemm_rm_threads(0, 1, n, d, k, 1.0, A, k, B, k, 0.0, C, d, threads)
+    gemm_rm(n, d, k, Operand(A, k, 0), Operand(B, k, 1), C, d, threads)
 
 
-cdef void matmul_abt_backward_kernel(const double *dC, const double *A,
-                                     const double *B, double *dA, double *dB,
-                                     int n, int k, int d) noexcept nogil:
-    matmul_abt_backward_kernel_threads(dC, A, B, dA, dB, n, k, d, 0)
-
-
-cdef void matmul_abt_backward_kernel_threads(const double *dC, const double *A,
-                                             const double *B, double *dA, double *dB,
-                                             int n, int k, int d, int threads) noexcept nogil:
+cdef void matmul_abt_backward_kernel(const double *dC, const double *A, const double *B,
+                                     double *dA, double *dB, Shape s, int threads) noexcept nogil:
+    cdef int n = s.n, k = s.k, d = s.d
     if dA != NULL:  # δA (n×k) = δC (n×d) B (d×k)
         if d == 1:
             _outer(dC, B, dA, n, k)
         elif n == 1 and k >= 1:
             _gemv_rm(1, d, k, B, k, dC, dA)
         else:
-            gemm_rm_threads(0, 0, n, k, d, 1.0, dC, d, B, k, 0.0, dA, k, threads)
+            gemm_rm(n, k, d, Operand(dC, d, 0), Operand(B, k, 0), dA, k, threads)
     if dB != NULL:  # δB (d×k) = δCᵀ (d×n) A (n×k)
         if n == 1:
             _outer(dC, A, dB, d, k)
         elif d == 1 and k >= 1:
             _gemv_rm(1, n, k, A, k, dC, dB)
         else:
-            gemm_rm_threads(1, 0, d, k, n, 1.0, dC, d, A, k, 0.0, dB, k, threads)
+            gemm_rm(d, k, n, Operand(dC, d, 1), Operand(A, k, 0), dB, k, threads)
 
 
-cdef void dense_forward_kernel(const double *X, const double *W, const double *b,
-                               double *Y, int n, int k, int d, int act) noexcept nogil:
-    dense_forward_kernel_threads(X, W, b, Y, n, k, d, act, 0)
-
-
-cdef void dense_forward_kernel_threads(const double *X, const double *W, const double *b,
-                                       double *Y, int n, int k, int d, int act,
-                                       int threads) noexcept nogil:
+cdef void dense_forward_kernel(const double *X, const double *W, const double *b, double *Y,
+                               Shape s, int act, int threads) noexcept nogil:
     # Z = X Wᵀ lands in Y; one fused pass then adds b and applies g in place.
-    matmul_abt_kernel_threads(X, W, Y, n, k, d, threads)
-    fb_forward_epilogue(Y, b, n, d, act)
+    matmul_abt_kernel(X, W, Y, s, threads)
+    fb_forward_epilogue(Y, b, s.n, s.d, act)
 
 
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
-                               const double *Y, double *dX, double *dW, double *db,
-                               double *dZ_work, int n, int k, int d, int act) noexcept nogil:
-    return dense_backward_kernel_threads(dY, X, W, Y, dX, dW, db, dZ_work, n, k, d, act, 0)
-
-
-cdef int dense_backward_kernel_threads(const double *dY, const double *X, const double *W,
-                                       const double *Y, double *dX, double *dW, double *db,
-                                       double *dZ_work, int n, int k, int d, int act,
-                                       int threads) noexcept nogil:
+                               const double *Y, DenseGrads g, Shape s, int act,
+                               int threads) noexcept nogil:
     cdef const double *dZ = dY  # identity: δZ = δY, no temporary
+    cdef double *dZ_work = g.dZ_work
     if act != ACT_IDENTITY:
         if dZ_work == NULL:
-            dZ_work = fb_scratch(<size_t>n * d)
+            dZ_work = fb_scratch(<size_t>s.n * s.d)
             if dZ_work == NULL:
                 return -1
         dZ = dZ_work
     # one pass: δZ = δY ⊙ g'(Y) and δb = Σ_rows δZ
-    fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, db, n, d, act)
+    fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, g.db, s.n, s.d, act)
     # δW = δZᵀ X and δX = δZ W are the two gradients of the matmul C = X Wᵀ
-    matmul_abt_backward_kernel_threads(dZ, X, W, dX, dW, n, k, d, threads)
+    matmul_abt_backward_kernel(dZ, X, W, g.dX, g.dW, s, threads)
     return 0
 
 
@@ -281,92 +251,6 @@ cdef double squared_error_kernel(const double *Y, const double *T, double *dY,
                                  Py_ssize_t m, double grad_scale,
                                  double loss_scale) noexcept nogil:
     return fb_squared_error(Y, T, dY, m, grad_scale, loss_scale)
-
-
-# ---------------------------------------------------------------------------
-# Argument checks: once, at the boundary, with messages that name the
-# argument, what was expected and what came.
-# ---------------------------------------------------------------------------
-
-cdef str _shape(cnp.ndarray a):
-    return str((<object>a).shape)
-
-
-cdef object _strides(cnp.ndarray a):
-    return (<object>a).strides
-
-
-cdef cnp.ndarray check_array(object a, str name, int ndim):
-    cdef cnp.ndarray arr
-    cdef int i
-    if not cnp.PyArray_Check(a):
-        raise TypeError(
-            f"{name} must be a numpy.ndarray of float64, got {type(a).__name__}; "
-            f"convert it once with numpy.ascontiguousarray({name}, dtype=numpy.float64)")
-    arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(
-            f"{name} must have dtype float64 (native byte order), got {arr.dtype.str} "
-            f"({arr.dtype}); convert it with {name}.astype(numpy.float64)")
-    if cnp.PyArray_NDIM(arr) != ndim:
-        raise ValueError(
-            f"{name} must be a {ndim}-D array, got {cnp.PyArray_NDIM(arr)}-D with shape {_shape(arr)}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(
-            f"{name} must be C-contiguous, got strides {_strides(arr)} for shape {_shape(arr)}; "
-            f"use numpy.ascontiguousarray({name})")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name} must be aligned to 8 bytes, got a misaligned buffer; copy it with {name}.copy()")
-    for i in range(ndim):
-        if cnp.PyArray_DIM(arr, i) > INT_MAX:
-            raise ValueError(
-                f"{name} has shape {_shape(arr)}: dimensions above {INT_MAX} do not fit the BLAS's 32-bit int")
-    return arr
-
-
-cdef cnp.ndarray _output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
-                         tuple inputs, tuple input_names):
-    """The given out buffer after checks, or a new (uninitialised) array."""
-    cdef cnp.npy_intp dims[2]
-    cdef cnp.ndarray arr
-    cdef Py_ssize_t i
-    dims[0] = rows
-    dims[1] = cols
-    if out is None:
-        if ndim == 1:
-            dims[0] = cols
-        return cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_DOUBLE, 0)
-    if not cnp.PyArray_Check(out):
-        raise TypeError(f"{name} must be a numpy.ndarray of float64 or None, got {type(out).__name__}")
-    arr = <cnp.ndarray>out
-    cdef object want = (rows, cols) if ndim == 2 else (<object>cols,)
-    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise ValueError(f"{name} must have dtype float64, got {arr.dtype}")
-    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIM(arr, ndim - 1) != cols
-            or (ndim == 2 and cnp.PyArray_DIM(arr, 0) != rows)):
-        raise ValueError(f"{name} must have shape {want}, got {_shape(arr)}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name} must be C-contiguous and aligned, got strides {_strides(arr)}")
-    if not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} is read-only; pass a writeable array or None")
-    for i in range(len(inputs)):
-        if inputs[i] is not None and share_memory(arr, <cnp.ndarray>inputs[i]):
-            raise ValueError(
-                f"{name} shares memory with {input_names[i]}; outputs must not alias inputs or each other")
-    return arr
-
-
-cdef int _activation(object activation) except -1:
-    try:
-        return _ACT_CODE[activation]
-    except (KeyError, TypeError):
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}") from None
-
-
-cdef _same(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b, int j):
-    if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, j):
-        raise ValueError(
-            f"{what}: {n1}.shape[{i}] must equal {n2}.shape[{j}], got {n1} {_shape(a)} and {n2} {_shape(b)}")
 
 
 # ---------------------------------------------------------------------------
@@ -380,17 +264,17 @@ def matmul_abt(A, B, out=None):
     memory with A or B; it is written in place and returned.
     """
     cdef cnp.ndarray a = check_array(A, "A", 2), b = check_array(B, "B", 2)
-    _same("matmul_abt", "A", a, 1, "B", b, 1)
+    check_same_dim("matmul_abt", "A", a, 1, "B", b, 1)
     cdef int n = a.shape[0], k = a.shape[1], d = b.shape[0]
-    cdef cnp.ndarray c = _output(out, "out", n, d, 2, (a, b), ("A", "B"))
+    cdef cnp.ndarray c = check_output(out, "out", n, d, 2, (a, b), ("A", "B"))
     cdef const double *pa = <double *>cnp.PyArray_DATA(a)
     cdef const double *pb = <double *>cnp.PyArray_DATA(b)
     cdef double *pc = <double *>cnp.PyArray_DATA(c)
     if _release(n, k, d):
         with nogil:
-            matmul_abt_kernel(pa, pb, pc, n, k, d)
+            matmul_abt_kernel(pa, pb, pc, Shape(n, k, d), 0)
     else:
-        matmul_abt_kernel(pa, pb, pc, n, k, d)
+        matmul_abt_kernel(pa, pb, pc, Shape(n, k, d), 0)
     return c
 
 
@@ -401,12 +285,12 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     buffers are written in place and returned.
     """
     cdef cnp.ndarray dc = check_array(dC, "dC", 2), a = check_array(A, "A", 2), b = check_array(B, "B", 2)
-    _same("matmul_abt_backward", "A", a, 1, "B", b, 1)
-    _same("matmul_abt_backward", "dC", dc, 0, "A", a, 0)
-    _same("matmul_abt_backward", "dC", dc, 1, "B", b, 0)
+    check_same_dim("matmul_abt_backward", "A", a, 1, "B", b, 1)
+    check_same_dim("matmul_abt_backward", "dC", dc, 0, "A", a, 0)
+    check_same_dim("matmul_abt_backward", "dC", dc, 1, "B", b, 0)
     cdef int n = a.shape[0], k = a.shape[1], d = b.shape[0]
-    cdef cnp.ndarray da = _output(dA, "dA", n, k, 2, (dc, a, b), ("dC", "A", "B"))
-    cdef cnp.ndarray db = _output(dB, "dB", d, k, 2, (dc, a, b, da), ("dC", "A", "B", "dA"))
+    cdef cnp.ndarray da = check_output(dA, "dA", n, k, 2, (dc, a, b), ("dC", "A", "B"))
+    cdef cnp.ndarray db = check_output(dB, "dB", d, k, 2, (dc, a, b, da), ("dC", "A", "B", "dA"))
     cdef const double *pdc = <double *>cnp.PyArray_DATA(dc)
     cdef const double *pa = <double *>cnp.PyArray_DATA(a)
     cdef const double *pb = <double *>cnp.PyArray_DATA(b)
@@ -414,9 +298,9 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     cdef double *pdb = <double *>cnp.PyArray_DATA(db)
     if _release(n, k, d):
         with nogil:
-            matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, n, k, d)
+            matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, Shape(n, k, d), 0)
     else:
-        matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, n, k, d)
+        matmul_abt_backward_kernel(pdc, pa, pb, pda, pdb, Shape(n, k, d), 0)
     return da, db
 
 
@@ -427,21 +311,21 @@ def dense_forward(X, W, b, activation="identity", out=None):
     ``activation`` is one of fastbp.ACTIVATIONS.  Only Y is kept: the
     backward pass takes g' from Y.
     """
-    cdef int act = _activation(activation)
+    cdef int act = code("activation", activation)
     cdef cnp.ndarray x = check_array(X, "X", 2), w = check_array(W, "W", 2), bb = check_array(b, "b", 1)
-    _same("dense_forward", "X", x, 1, "W", w, 1)
-    _same("dense_forward", "b", bb, 0, "W", w, 0)
+    check_same_dim("dense_forward", "X", x, 1, "W", w, 1)
+    check_same_dim("dense_forward", "b", bb, 0, "W", w, 0)
     cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
-    cdef cnp.ndarray y = _output(out, "out", n, d, 2, (x, w, bb), ("X", "W", "b"))
+    cdef cnp.ndarray y = check_output(out, "out", n, d, 2, (x, w, bb), ("X", "W", "b"))
     cdef const double *px = <double *>cnp.PyArray_DATA(x)
     cdef const double *pw = <double *>cnp.PyArray_DATA(w)
     cdef const double *pb = <double *>cnp.PyArray_DATA(bb)
     cdef double *py = <double *>cnp.PyArray_DATA(y)
     if _release(n, k, d):
         with nogil:
-            dense_forward_kernel(px, pw, pb, py, n, k, d, act)
+            dense_forward_kernel(px, pw, pb, py, Shape(n, k, d), act, 0)
     else:
-        dense_forward_kernel(px, pw, pb, py, n, k, d, act)
+        dense_forward_kernel(px, pw, pb, py, Shape(n, k, d), act, 0)
     return y
 
 
@@ -453,37 +337,39 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     (dX, dW, db); dX is None when ``need_dX`` is false (the first layer of a
     network needs no δX).  Given output buffers are written in place.
     """
-    cdef int act = _activation(activation)
+    cdef int act = code("activation", activation)
     cdef cnp.ndarray dy = check_array(dY, "dY", 2), x = check_array(X, "X", 2)
     cdef cnp.ndarray w = check_array(W, "W", 2), y = check_array(Y, "Y", 2)
-    _same("dense_backward", "X", x, 1, "W", w, 1)
-    _same("dense_backward", "dY", dy, 0, "X", x, 0)
-    _same("dense_backward", "dY", dy, 1, "W", w, 0)
+    check_same_dim("dense_backward", "X", x, 1, "W", w, 1)
+    check_same_dim("dense_backward", "dY", dy, 0, "X", x, 0)
+    check_same_dim("dense_backward", "dY", dy, 1, "W", w, 0)
     if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(dy, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(dy, 1):
-        raise ValueError(f"dense_backward: Y must have the shape of dY {_shape(dy)}, got {_shape(y)}")
+        raise ValueError(f"dense_backward: Y must have the shape of dY {dY.shape}, got {Y.shape}")
     cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
     ins = (dy, x, w, y)
     names = ("dY", "X", "W", "Y")
     cdef cnp.ndarray dx = None
     if need_dX:
-        dx = _output(dX, "dX", n, k, 2, ins, names)
+        dx = check_output(dX, "dX", n, k, 2, ins, names)
     elif dX is not None:
         raise ValueError("dX was given but need_dX is False; pass dX=None or need_dX=True")
-    cdef cnp.ndarray dw = _output(dW, "dW", d, k, 2, ins + (dx,), names + ("dX",))
-    cdef cnp.ndarray dbb = _output(db, "db", 0, d, 1, ins + (dx, dw), names + ("dX", "dW"))
+    cdef cnp.ndarray dw = check_output(dW, "dW", d, k, 2, ins + (dx,), names + ("dX",))
+    cdef cnp.ndarray dbb = check_output(db, "db", 0, d, 1, ins + (dx, dw), names + ("dX", "dW"))
     cdef const double *pdy = <double *>cnp.PyArray_DATA(dy)
     cdef const double *px = <double *>cnp.PyArray_DATA(x)
     cdef const double *pw = <double *>cnp.PyArray_DATA(w)
     cdef const double *py = <double *>cnp.PyArray_DATA(y)
-    cdef double *pdx = <double *>cnp.PyArray_DATA(dx) if dx is not None else NULL
-    cdef double *pdw = <double *>cnp.PyArray_DATA(dw)
-    cdef double *pdb = <double *>cnp.PyArray_DATA(dbb)
+    cdef DenseGrads grads
+    grads.dX = <double *>cnp.PyArray_DATA(dx) if dx is not None else NULL
+    grads.dW = <double *>cnp.PyArray_DATA(dw)
+    grads.db = <double *>cnp.PyArray_DATA(dbb)
+    grads.dZ_work = NULL
     cdef int status
     if _release(n, k, d):
         with nogil:
-            status = dense_backward_kernel(pdy, px, pw, py, pdx, pdw, pdb, NULL, n, k, d, act)
+            status = dense_backward_kernel(pdy, px, pw, py, grads, Shape(n, k, d), act, 0)
     else:
-        status = dense_backward_kernel(pdy, px, pw, py, pdx, pdw, pdb, NULL, n, k, d, act)
+        status = dense_backward_kernel(pdy, px, pw, py, grads, Shape(n, k, d), act, 0)
     if status != 0:
         raise MemoryError(f"dense_backward: no memory for the ({n}, {d}) temporary δZ")
     return dx, dw, dbb
@@ -497,26 +383,13 @@ def squared_error(Y, T, reduction="sum", out=None):
     "mean": J / N and δY / N over the N rows; an empty batch gives loss 0.
     Returns (loss, dY); the sum runs in a fixed order (deterministic).
     """
-    cdef double scale
-    if not isinstance(reduction, str):
-        scale = 0.0  # falls through to the error below
-    elif reduction == "sum":
-        scale = 1.0
-    elif reduction == "half":
-        scale = 0.5
-    elif reduction == "mean":
-        scale = -1.0  # set once N is known
-    else:
-        scale = 0.0
-    if scale == 0.0:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    cdef int red = code("reduction", reduction)
     cdef cnp.ndarray y = check_array(Y, "Y", 2), t = check_array(T, "T", 2)
     if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(t, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(t, 1):
-        raise ValueError(f"squared_error: T must have the shape of Y {_shape(y)}, got {_shape(t)}")
+        raise ValueError(f"squared_error: T must have the shape of Y {Y.shape}, got {T.shape}")
     cdef Py_ssize_t n = y.shape[0], d = y.shape[1]
-    if scale < 0:
-        scale = 1.0 / n if n > 0 else 1.0
-    cdef cnp.ndarray dy = _output(out, "out", n, d, 2, (y, t), ("Y", "T"))
+    cdef double scale = loss_scale(red, n)
+    cdef cnp.ndarray dy = check_output(out, "out", n, d, 2, (y, t), ("Y", "T"))
     cdef const double *py = <double *>cnp.PyArray_DATA(y)
     cdef const double *pt = <double *>cnp.PyArray_DATA(t)
     cdef double *pdy = <double *>cnp.PyArray_DATA(dy)

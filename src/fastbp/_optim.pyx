@@ -6,12 +6,16 @@ loops are in _update.h (vectorised, bitwise equal to scalar code).  The
 L2 penalty λ/2 ‖θ[:n_decay]‖² adds λ θ to the gradient of the first
 ``n_decay`` values only (the MLP stores all weights before all biases, so
 biases go unpenalised).  Nothing is allocated.
+
+``UpdateSpec`` is the same update handed to the network core, which makes
+it inside a training step (``NetworkCore.step(..., update=spec)``).
 """
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.math cimport sqrt
 
-from fastbp._kernels cimport check_disjoint
+from fastbp._checks cimport check_disjoint, check_vector
+from fastbp._enums cimport UPD_NONE, UPD_SGD, UPD_MOMENTUM, UPD_NESTEROV, UPD_ADAM
 
 # The loops themselves, vectorised (same bits as scalar code): see _update.h.
 from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
@@ -19,20 +23,98 @@ from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
 cnp.import_array()
 
 
-cdef double *_vec(object a, str name, Py_ssize_t n, bint writeable) except? NULL:
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a numpy.ndarray of float64, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(f"{name} must have dtype float64, got {arr.dtype}")
-    if cnp.PyArray_NDIM(arr) != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name} must be a contiguous 1-D array, got shape {(<object>arr).shape}")
-    if n >= 0 and cnp.PyArray_DIM(arr, 0) != n:
-        raise ValueError(f"{name} must have {n} values (the size of params), got {cnp.PyArray_DIM(arr, 0)}")
-    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} is read-only; it is updated in place")
-    cdef double *p = <double *>cnp.PyArray_DATA(arr)
-    return p
+cdef class UpdateSpec:
+    def __init__(self, int kind=UPD_NONE, *, double lr=0.0, double weight_decay=0.0,
+                 double momentum=0.0, double beta1=0.0, double beta2=0.0, double eps=0.0,
+                 long t=0, m=None, v=None):
+        """kind: an Update code (fastbp._enums.Update); SGD uses lr and
+        weight_decay; momentum and Nesterov add ``momentum`` and the
+        velocity m; Adam uses beta1, beta2, eps and its moments m, v, and t
+        counts the steps made (the core adds one per update it makes)."""
+        if not UPD_NONE <= kind <= UPD_ADAM:
+            raise ValueError(f"unknown update code {kind}")
+        self.kind = kind
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.t = t
+        self.m = m
+        self.v = v
+
+    def __repr__(self):
+        return (f"UpdateSpec(kind={self.kind}, lr={self.lr}, weight_decay={self.weight_decay}, "
+                f"momentum={self.momentum}, beta1={self.beta1}, beta2={self.beta2}, "
+                f"eps={self.eps}, t={self.t})")
+
+
+cdef double *_state(object a, str name, Py_ssize_t n, object params, object grads) except NULL:
+    check_vector(a, name, cnp.NPY_DOUBLE, n, "values (the size of params)", True)
+    check_disjoint(a, name, params, "params")
+    check_disjoint(a, name, grads, "grads")
+    return <double *>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef int load_update(UpdateSpec spec, Update *u, object params, object grads,
+                     Py_ssize_t n_decay) except -1:
+    cdef Py_ssize_t n = cnp.PyArray_DIM(<cnp.ndarray>params, 0)
+    u.kind = spec.kind
+    u.lr = spec.lr
+    u.weight_decay = spec.weight_decay
+    u.momentum = spec.momentum
+    u.beta1 = spec.beta1
+    u.beta2 = spec.beta2
+    u.eps = spec.eps
+    u.params = <double *>cnp.PyArray_DATA(<cnp.ndarray>params)
+    u.grads = <double *>cnp.PyArray_DATA(<cnp.ndarray>grads)
+    u.g1 = NULL
+    u.n = n
+    u.n_decay = n_decay
+    u.half = n
+    u.m = NULL
+    u.v = NULL
+    if spec.kind == UPD_MOMENTUM or spec.kind == UPD_NESTEROV or spec.kind == UPD_ADAM:
+        u.m = _state(spec.m, "m", n, params, grads)
+    if spec.kind == UPD_ADAM:
+        u.v = _state(spec.v, "v", n, params, grads)
+        check_disjoint(spec.m, "m", spec.v, "v")
+    return 0
+
+
+cdef void set_adam_step(Update *u, long t, double eps,
+                        bint eps_before_correction) noexcept nogil:
+    u.c1 = 1.0 / (1.0 - u.beta1 ** t)
+    u.c2 = 1.0 / (1.0 - u.beta2 ** t)
+    u.eps = eps / sqrt(1.0 - u.beta2 ** t) if eps_before_correction else eps
+
+
+cdef void update_range(Update *u, Py_ssize_t lo, Py_ssize_t hi, bint sum_in_g1) noexcept nogil:
+    cdef Py_ssize_t i, m = hi - lo
+    cdef Py_ssize_t nd = min(max(u.n_decay - lo, 0), m)
+    cdef double *g = u.g1 if sum_in_g1 else u.grads
+    cdef const double *other = u.grads if sum_in_g1 else u.g1
+    if u.g1 != NULL:
+        for i in range(lo, hi):
+            g[i] += other[i]
+    if u.kind == UPD_SGD:
+        fb_sgd_update(u.params + lo, g + lo, m, nd if u.weight_decay != 0.0 else 0,
+                      u.lr, u.weight_decay)
+    elif u.kind == UPD_MOMENTUM or u.kind == UPD_NESTEROV:
+        fb_momentum_update(u.params + lo, g + lo, u.m + lo, m, nd, u.lr, u.momentum,
+                           u.kind == UPD_NESTEROV, u.weight_decay)
+    elif u.kind == UPD_ADAM:
+        fb_adam_update(u.params + lo, g + lo, u.m + lo, u.v + lo, m, nd, u.lr,
+                       u.beta1, u.beta2, u.eps, u.c1, u.c2, u.weight_decay)
+
+
+# -- the loops on their own, for fastbp.optim's step ---------------------------
+
+cdef double *_vec(object a, str name, Py_ssize_t n, bint writeable) except NULL:
+    cdef cnp.ndarray arr = check_vector(a, name, cnp.NPY_DOUBLE, n,
+                                        "values (the size of params)", writeable)
+    return <double *>cnp.PyArray_DATA(arr)
 
 
 cdef int _disjoint(tuple arrays, tuple names) except -1:
@@ -44,10 +126,6 @@ cdef int _disjoint(tuple arrays, tuple names) except -1:
     return 0
 
 
-cdef inline Py_ssize_t _size(object a):
-    return cnp.PyArray_DIM(<cnp.ndarray>a, 0)
-
-
 cdef Py_ssize_t _decay_count(Py_ssize_t n_decay, Py_ssize_t n) except -1:
     if n_decay < 0 or n_decay > n:
         raise ValueError(f"n_decay must be in [0, {n}], got {n_decay}")
@@ -57,7 +135,7 @@ cdef Py_ssize_t _decay_count(Py_ssize_t n_decay, Py_ssize_t n) except -1:
 def sgd_update(params, grads, double lr, double weight_decay=0.0, Py_ssize_t n_decay=-1):
     """θ ← θ − lr (g + λ θ)."""
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(<cnp.ndarray>params, 0)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
     if weight_decay == 0.0:
@@ -72,7 +150,7 @@ def momentum_update(params, grads, velocity, double lr, double momentum,
     """v ← μ v + g̃ with g̃ = g + λ θ; θ ← θ − lr v, or with Nesterov
     θ ← θ − lr (g̃ + μ v) (the look-ahead form PyTorch uses)."""
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(<cnp.ndarray>params, 0)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef double *v = _vec(velocity, "velocity", n, True)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
@@ -89,7 +167,7 @@ def adam_update(params, grads, m, v, double lr, double beta1, double beta2, doub
     if t < 1:
         raise ValueError(f"t must be >= 1, got {t}")
     cdef double *p = _vec(params, "params", -1, True)
-    cdef Py_ssize_t n = _size(params)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(<cnp.ndarray>params, 0)
     cdef const double *g = _vec(grads, "grads", n, False)
     cdef double *pm = _vec(m, "m", n, True)
     cdef double *pv = _vec(v, "v", n, True)

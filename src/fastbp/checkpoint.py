@@ -62,9 +62,10 @@ def _read(path):
             f"{type(exc).__name__}: {exc}") from None
 
 
-def load(path, cls=None):
-    if cls is None:
-        from fastbp.network import MLP as cls
+def load(path, cls):
+    """The network saved at ``path``, made as ``cls(sizes, activation=...,
+    output_activation=..., seed=0)`` (fastbp.MLP or a subclass) with the
+    saved parameters."""
     path = os.fspath(path)
     a = _read(path)
     try:

@@ -28,6 +28,11 @@ import traceback
 
 import numpy as np
 
+from fastbp._checks import check_buffer
+from fastbp._enums import Reduction
+from fastbp.checkpoint import save as save_file
+from fastbp.sync import LocalSync
+
 __all__ = ["shard", "check_comm", "allreduce_sum", "broadcast", "save", "FitSync"]
 
 _INSTALL_HINT = "pip install 'fastbp[mpi]' (mpi4py) and an MPI runtime (e.g. pip install mpich)"
@@ -68,15 +73,9 @@ def shard(A, comm):
     return np.ascontiguousarray(arr[comm.Get_rank()::comm.Get_size()])
 
 
-def _contiguous_f64(buf, name):
-    if not (isinstance(buf, np.ndarray) and buf.dtype == np.float64 and buf.flags.c_contiguous
-            and buf.flags.writeable):
-        raise TypeError(f"{name} must be a writable C-contiguous float64 numpy array")
-
-
 def allreduce_sum(buf, comm):
     """buf ← the sum of every rank's buf, in place, in one Allreduce."""
-    _contiguous_f64(buf, "buf")
+    check_buffer(buf, "buf")
     MPI = _mpi()
     comm.Allreduce(MPI.IN_PLACE, [buf, MPI.DOUBLE], op=MPI.SUM)
     return buf
@@ -84,7 +83,7 @@ def allreduce_sum(buf, comm):
 
 def broadcast(buf, comm, root=0):
     """buf ← root's buf on every rank, in place."""
-    _contiguous_f64(buf, "buf")
+    check_buffer(buf, "buf")
     comm.Bcast([buf, _mpi().DOUBLE], root=root)
     return buf
 
@@ -95,7 +94,6 @@ def save(net, path, comm):
     check_comm(comm)
     failure, own = None, None
     if comm.Get_rank() == 0:
-        from fastbp.checkpoint import save as save_file
         try:
             save_file(net, path)
         except Exception as exc:  # the others must hear of it, not wait forever
@@ -112,12 +110,13 @@ def _describe(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-class FitSync:
+class FitSync(LocalSync):
     """The collective side of one distributed ``fit``: agreement before
     training, the per-step gradient sum, the per-epoch global losses and
     stop decision, and failure handling (``guard``)."""
 
     def __init__(self, comm):
+        super().__init__()
         self.comm = check_comm(comm)
         self.MPI = _mpi()
         self.rank = comm.Get_rank()
@@ -128,8 +127,6 @@ class FitSync:
         self._rows = None         # (this rank's, the global batch's) rows per step
         self._weight = None       # the global batch's sum of sample weights per step
         self._mean = False
-        self._reduction = "sum"
-        self._epoch = np.zeros(5)
 
     # -- before training ----------------------------------------------------
 
@@ -177,8 +174,8 @@ class FitSync:
             if any(v != values[0] for v in values):
                 self._collective = True
                 raise ValueError(f"fit's {key} must be the same on every rank, got {values} (by rank)")
-        self._reduction = settings.get("reduction", "sum")
-        self._mean = self._reduction == "mean"
+        super().start(params, batch_rows, settings)
+        self._mean = self._reduction == Reduction.RED_MEAN
         rows = np.array([r for _, r in all_settings], dtype=np.float64)  # (size, batches)
         self._rows = rows[self.rank], rows.sum(axis=0)
         if self._mean and self.size > 1:
@@ -188,12 +185,16 @@ class FitSync:
 
     # -- every step -----------------------------------------------------------
 
-    def weigh_batches(self, local):
-        """With sample weights, at the start of an epoch: ``local`` is this
-        rank's sum of weights in each step's batch.  Each rank's gradient,
+    def batch_weights(self, w, order, starts):
+        """With sample weights (w), at the start of an epoch: the global
+        batches' weights, from this rank's sum of weights in each step's
+        batch (its rows in ``order``).  Each rank's gradient,
         normalised by its own weights, is rescaled so that the sum over the
         ranks is the global batch's, normalised by the global weight (as
         one process with the whole batch would: w_i N / Σ w)."""
+        if w is None:
+            return None
+        local = np.add.reduceat(w[order] if order is not None else w, starts)
         total = np.empty_like(local)
         self.comm.Allreduce([local, self.MPI.DOUBLE], [total, self.MPI.DOUBLE], op=self.MPI.SUM)
         self._weight = total
@@ -201,10 +202,11 @@ class FitSync:
         with np.errstate(divide="ignore", invalid="ignore"):
             share = local / total if self._mean else (rows * local) / (total * mine)
         self._scale = np.where(total > 0.0, share, 0.0)
+        return total
 
-    def batch_weight(self, step):
-        """The global batch's sum of weights at ``step`` (after weigh_batches)."""
-        return float(self._weight[step])
+    def after_gradient(self, grads):
+        """Each batch's gradient summed over the ranks, before its update."""
+        return lambda step: self.reduce_gradient(grads, step)
 
     def reduce_gradient(self, grads, step):
         """grads ← Σ_ranks (scale_r · grads_r), in place: the global batch's gradient."""
@@ -215,36 +217,15 @@ class FitSync:
 
     # -- every epoch ----------------------------------------------------------
 
-    def record_epoch(self, history, train_total, train_rows, val=None, train_weight=None):
-        """Append the global losses to ``history``, the same on every rank.
-
-        train_total: this rank's summed batch losses (each reduced like the
-        fit, "mean" ones multiplied back by their weight); train_weight: the
-        shard's sum of sample weights (its rows without weights); val: (sum
-        of the losses, rows) on this rank's validation shard, or None.
-        """
-        buf = self._epoch
-        buf[0], buf[1] = train_total, train_rows
-        buf[2], buf[3] = val if val is not None else (0.0, 0)
-        buf[4] = train_rows if train_weight is None else train_weight
-        # reduced on rank 0 and broadcast: bitwise the same numbers everywhere
+    def _sum(self, buf):
+        """buf ← Σ_ranks buf, reduced on rank 0 and broadcast: bitwise the
+        same numbers on every rank."""
         MPI = self.MPI
         if self.rank == 0:
             self.comm.Reduce(MPI.IN_PLACE, [buf, MPI.DOUBLE], op=MPI.SUM, root=0)
         else:
             self.comm.Reduce([buf, MPI.DOUBLE], None, op=MPI.SUM, root=0)
         self.comm.Bcast([buf, MPI.DOUBLE], root=0)
-        total, n, vtotal, vn, weight = buf
-        if self._mean:
-            history["loss"].append(total / weight if weight else float(total))
-        else:
-            history["loss"].append(float(total * (n / weight)) if weight else float(total))
-        if val is not None:
-            if self._reduction == "half":
-                vtotal *= 0.5
-            elif self._mean:
-                vtotal = vtotal / vn if vn else 0.0
-            history["val_loss"].append(float(vtotal))
 
     def decide(self, stop):
         """Rank 0's stop decision, on every rank."""

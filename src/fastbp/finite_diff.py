@@ -35,7 +35,7 @@ that vanishes where f‴ does not, or a kink.
 
 import numpy as np
 
-from fastbp.graph import Var, _backpropagate, _topological_order
+from fastbp.graph import Var, backpropagate, topological_order
 
 __all__ = ["GradcheckError", "GradcheckReport", "InputCheck", "gradcheck", "numerical_gradient"]
 
@@ -244,7 +244,7 @@ def _rounding_scale(out):
     """
     total = 0.0
     with np.errstate(all="ignore"):
-        for node in _topological_order(out, only_requiring_grad=True):
+        for node in topological_order(out, only_requiring_grad=True):
             if node._block is not None:
                 total += float(np.sum(np.abs(np.multiply(node.value, node.grad))))
     return total if np.isfinite(total) else 0.0
@@ -253,7 +253,7 @@ def _rounding_scale(out):
 def _gradient_terms(out, leaves):
     """For each leaf, Σ |terms| of its gradient: the backward pass in magnitude mode."""
     seed = 1.0 if isinstance(out.value, float) else np.ones_like(out.value)
-    found = {id(node): g for node, g in _backpropagate(out, seed, magnitudes=True)}
+    found = {id(node): g for node, g in backpropagate(out, seed, magnitudes=True)}
     return [found.get(id(leaf), 0.0) for leaf in leaves]
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "Block", "Var", "block",
     "exp", "log", "sigmoid", "tanh", "relu", "sum", "mean",
     "matmul_abt", "dense", "squared_error",
+    "backpropagate", "topological_order",
 ]
 
 
@@ -131,12 +132,12 @@ class Var:
             grad = 1.0 if isinstance(self.value, float) else np.ones_like(self.value)
         elif np.shape(grad) != self.shape:
             raise ValueError(f"grad must have the shape of the value {self.shape}, got {np.shape(grad)}")
-        for node, g in _backpropagate(self, grad):
+        for node, g in backpropagate(self, grad):
             node._add_to_grad(g)
 
     def zero_grad(self):
         """Set ``.grad`` to zero for this Var and every Var below it."""
-        for node in _topological_order(self, only_requiring_grad=False):
+        for node in topological_order(self, only_requiring_grad=False):
             node._grad = None
 
     # -- operators ------------------------------------------------------------
@@ -191,7 +192,7 @@ class Var:
         carry the block's name for that input (u, v for the arithmetic).
         Constants are dashed and show no gradient.
         """
-        nodes = _topological_order(self, only_requiring_grad=False)
+        nodes = topological_order(self, only_requiring_grad=False)
         ids = {node: f"n{i}" for i, node in enumerate(nodes)}
         lines = ["digraph fastbp {", "  rankdir=LR;",
                  '  node [fontname="Helvetica", fontsize=11];',
@@ -220,7 +221,7 @@ class Var:
         return path
 
 
-def _backpropagate(root, seed, magnitudes=False):
+def backpropagate(root, seed, magnitudes=False):
     """Yield (node, δ_node) for every Var below ``root`` that needs a gradient.
 
     Seed 002's backward pass: nodes come in reverse topological order, each
@@ -232,7 +233,7 @@ def _backpropagate(root, seed, magnitudes=False):
     rounding can move the gradient).
     """
     delta = {root: seed}  # accumulators δ_u, alive only during this pass
-    for node in reversed(_topological_order(root, only_requiring_grad=True)):
+    for node in reversed(topological_order(root, only_requiring_grad=True)):
         g = delta.pop(node, None)
         if g is None:  # every contribution to it was None
             continue
@@ -253,7 +254,7 @@ def _backpropagate(root, seed, magnitudes=False):
             delta[parent] = d if parent not in delta else delta[parent] + d
 
 
-def _topological_order(root, only_requiring_grad):
+def topological_order(root, only_requiring_grad):
     """Every Var below ``root``, each after all of its inputs (iterative DFS)."""
     order, seen = [], set()
     stack = [(root, False)]

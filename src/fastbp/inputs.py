@@ -7,9 +7,8 @@ that is already float64 and C-contiguous is used as it is, read-only.
 
 import numpy as np
 
+from fastbp._enums import LOSSES
 from fastbp._network import all_finite
-
-LOSSES = ("squared_error", "cross_entropy")
 
 
 def _numeric(a, name):

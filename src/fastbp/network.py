@@ -21,39 +21,25 @@ own network).  Different MLP objects can train in parallel threads: the
 compiled passes release the GIL.
 """
 
+import contextlib
 import math
 import operator
 import threading
 
 import numpy as np
 
-from fastbp import _network
+from fastbp import _network, checkpoint, distributed, training
+from fastbp._enums import ACTIVATIONS, LOSSES, REDUCTIONS, Update, code
+from fastbp._optim import UpdateSpec
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets
 from fastbp.optim import SGD, make_optimizer
 
 __all__ = ["MLP", "ACTIVATIONS", "OUTPUT_ACTIVATIONS", "LOSSES"]
 
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 # softmax: forward/predict return probabilities; trained with cross_entropy.
 OUTPUT_ACTIVATIONS = ACTIVATIONS + ("softmax",)
-LOSSES = _network.LOSSES
-REDUCTIONS = _network.REDUCTIONS
-_LOSS_CODE = {name: i for i, name in enumerate(LOSSES)}
-_REDUCTION_CODE = {name: i for i, name in enumerate(REDUCTIONS)}
 # Rows per compiled call when a whole data set is evaluated (bounds the workspace).
-_CHUNK = 512
-
-
-def _codes(loss, reduction):
-    try:
-        lc = _LOSS_CODE[loss]
-    except (KeyError, TypeError):
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}") from None
-    try:
-        rc = _REDUCTION_CODE[reduction]
-    except (KeyError, TypeError):
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}") from None
-    return lc, rc
+_CHUNK = training.EVAL_CHUNK
 
 
 def _sizes(sizes):
@@ -80,8 +66,7 @@ def _hidden_activations(activation, n_hidden):
         raise ValueError(
             f"activation must be one name or one per hidden layer ({n_hidden}), got {len(names)}: {names}")
     for a in names:
-        if a not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {a!r}")
+        code("activation", a)  # a ValueError naming the choices
     return tuple(names)
 
 
@@ -169,12 +154,13 @@ class MLP:
         self._weights, self._biases = map(_Views, views(self._params))
         self._grad_weights, self._grad_biases = map(_Views, views(self._grads))
         out = "identity" if self._output_activation == "softmax" else self._output_activation
-        codes = [_network.activation_code(a) for a in self._hidden + (out,)]
-        self._core = _network.NetworkCore(list(s), codes, self._params, self._grads,
-                                          self._output_activation == "softmax")
+        self._core = _network.NetworkCore(
+            list(s), [code("activation", a) for a in self._hidden + (out,)], self._params,
+            self._grads, softmax_output=self._output_activation == "softmax")
         # re-entrant: a fit callback may call predict/loss on its own network
         self._lock = threading.RLock()
         self._step_optimizers = {}
+        self._sgd = UpdateSpec(Update.UPD_SGD)  # train_step's plain SGD
 
     # -- structure -------------------------------------------------------
 
@@ -270,6 +256,44 @@ class MLP:
                 f"MLP.{what}: this network is in use by another thread (fit, train_step, "
                 "gradients); an MLP is not safe to train from two threads at once")
 
+    # -- the interface for trainers (fastbp.training, fastbp.sklearn) ---------
+
+    @contextlib.contextmanager
+    def in_use(self, what):
+        """Hold this network for ``what`` (a method's name, for the error)
+        while the block runs: RuntimeError if another thread holds it."""
+        self._acquire(what)
+        try:
+            yield self._core
+        finally:
+            self._lock.release()
+
+    @property
+    def core(self):
+        """The compiled core (``fastbp._network.NetworkCore``) that runs this
+        network's passes on ``params`` and ``grads``: the internal interface
+        of the trainers (docs/architecture.md), not needed for ordinary use."""
+        return self._core
+
+    @property
+    def split_steps(self):
+        """How many training steps so far split their batch over two threads
+        (docs/threads.md)."""
+        return self._core.split_steps
+
+    def loss_codes(self, loss, reduction):
+        """The Loss and Reduction codes of the names, checked against this
+        network's output activation (ValueError naming what fits)."""
+        lc, rc = code("loss", loss), code("reduction", reduction)
+        out = self._output_activation
+        if loss == "cross_entropy" and out not in ("identity", "softmax"):
+            raise ValueError(
+                f"loss 'cross_entropy' fuses a softmax with the loss and needs output_activation "
+                f"'identity' (logits) or 'softmax', got {out!r}")
+        if loss == "squared_error" and out == "softmax":
+            raise ValueError("output_activation 'softmax' is trained with loss='cross_entropy', got 'squared_error'")
+        return lc, rc
+
     # -- inference ---------------------------------------------------------
 
     def forward(self, X):
@@ -279,12 +303,9 @@ class MLP:
         """
         n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
         out = np.empty((n, self._sizes[-1]))
-        self._acquire("forward")  # the workspace is shared with training
-        try:
-            self._core.reserve(min(n, _CHUNK))
-            return self._core.forward(X, out)
-        finally:
-            self._lock.release()
+        with self.in_use("forward") as core:  # the workspace is shared with training
+            core.reserve(min(n, _CHUNK))
+            return core.forward(X, out)
 
     def predict(self, X, check_finite=True):
         """``forward`` for any array-like X (converted once to float64, checked)."""
@@ -309,17 +330,13 @@ class MLP:
         Returns fresh arrays (copies): the lists are shaped like ``weights``
         and ``biases``.
         """
-        lc, rc = _codes(loss, reduction)
-        self._check_loss(loss)
+        lc, rc = self.loss_codes(loss, reduction)
         X = as_inputs(X, self._sizes[0], "X", check_finite=False)
         T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite=False)
         w = as_sample_weight(sample_weight, X.shape[0])
-        self._acquire("gradients")
-        try:
-            J = self._core.step(X, T, lc, rc, w, True)
+        with self.in_use("gradients") as core:
+            J = core.step(X, T, loss=lc, reduction=rc, sample_weight=w)
             flat = self._grads.copy()
-        finally:
-            self._lock.release()
         gw, gb, off = [], [], 0
         for W in self._weights:
             gw.append(flat[off:off + W.size].reshape(W.shape))
@@ -337,27 +354,14 @@ class MLP:
         ‖δz_i‖ ‖a_i‖, and its bias gradient is δz_i, so
         ‖∇J_i‖² = Σ_ℓ ‖δz_i^ℓ‖² (‖a_i^(ℓ−1)‖² + 1).
         """
-        lc, rc = _codes(loss, reduction)
-        self._check_loss(loss)
+        lc, rc = self.loss_codes(loss, reduction)
         X = as_inputs(X, self._sizes[0], "X", check_finite=False)
         T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite=False)
         w = as_sample_weight(sample_weight, X.shape[0])
         out = np.empty(X.shape[0])
-        self._acquire("per_example_grad_norms")
-        try:
-            self._core.reserve(min(X.shape[0], _CHUNK))
-            return self._core.per_example_grad_norms(X, T, lc, rc, w, out)
-        finally:
-            self._lock.release()
-
-    def _check_loss(self, loss):
-        out = self._output_activation
-        if loss == "cross_entropy" and out not in ("identity", "softmax"):
-            raise ValueError(
-                f"loss 'cross_entropy' fuses a softmax with the loss and needs output_activation "
-                f"'identity' (logits) or 'softmax', got {out!r}")
-        if loss == "squared_error" and out == "softmax":
-            raise ValueError("output_activation 'softmax' is trained with loss='cross_entropy', got 'squared_error'")
+        with self.in_use("per_example_grad_norms") as core:
+            core.reserve(min(X.shape[0], _CHUNK))
+            return core.per_example_grad_norms(X, T, out, loss=lc, reduction=rc, sample_weight=w)
 
     # -- training ----------------------------------------------------------
 
@@ -378,29 +382,29 @@ class MLP:
         overrides the optimiser's own learning rate when given.
         sample_weight: a contiguous float64 (N,) array, as in ``gradients``.
         """
-        lc, rc = _codes(loss, reduction)
-        if lc == 1 or self._output_activation == "softmax":
-            self._check_loss(loss)
-        self._acquire("train_step")
+        lc, rc = self.loss_codes(loss, reduction)
+        self._acquire("train_step")  # (no context manager: this is the hot path)
         try:
+            core = self._core
             if optimizer is None:
                 if lr is None:
                     lr = SGD.default_lr
                 elif not lr > 0:
                     raise ValueError(f"lr must be > 0, got {lr!r}")
-                return self._core.step(X, T, lc, rc, sample_weight, True, lr, 0.0, True)
+                self._sgd.lr = lr
+                return core.step(X, T, loss=lc, reduction=rc, sample_weight=sample_weight,
+                                 update=self._sgd)
             if isinstance(optimizer, str):
                 opt = self._step_optimizers.get(optimizer)
                 if opt is None:
                     opt = self._step_optimizers[optimizer] = make_optimizer(optimizer)
             else:
                 opt = make_optimizer(optimizer)  # checks it is an Optimizer
-            fused = opt._core_update(self._params, lr)
-            if fused is not None:  # the update in the compiled step (split with it)
-                J = self._core.step(X, T, lc, rc, sample_weight, True, *fused)
-                opt._stepped()
-                return J
-            J = self._core.step(X, T, lc, rc, sample_weight, True)
+            spec = opt.update_spec(self._params, lr)
+            if spec is not None:  # the update in the compiled step (split with it)
+                return core.step(X, T, loss=lc, reduction=rc, sample_weight=sample_weight,
+                                 update=spec)
+            J = core.step(X, T, loss=lc, reduction=rc, sample_weight=sample_weight)
             opt.step(self._params, self._grads, lr=lr, n_decay=self.n_weights)
             return J
         finally:
@@ -450,8 +454,7 @@ class MLP:
         global one on every rank.  The callback runs on every rank; rank 0's
         stop decision counts.
         """
-        from fastbp.training import fit
-        return fit(self, X, T, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        return training.fit(self, X, T, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                    loss=loss, reduction=reduction, weight_decay=weight_decay, shuffle=shuffle,
                    seed=seed, validation_data=validation_data, early_stopping=early_stopping,
                    patience=patience, min_delta=min_delta,
@@ -461,16 +464,11 @@ class MLP:
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
         """The loss of the network on a data set (forward only, in chunks)."""
-        from fastbp.training import dataset_loss
-        lc, rc = _codes(loss, reduction)
-        self._check_loss(loss)
+        lc, rc = self.loss_codes(loss, reduction)
         X = as_inputs(X, self._sizes[0], "X", check_finite)
         T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite)
-        self._acquire("loss")
-        try:
-            return dataset_loss(self, X, T, lc, rc)
-        finally:
-            self._lock.release()
+        with self.in_use("loss") as core:
+            return training.dataset_loss(core, X, T, lc, rc)
 
     # -- checkpoints -------------------------------------------------------
 
@@ -480,15 +478,12 @@ class MLP:
         comm: an mpi4py communicator; then rank 0 alone writes, and every
         rank returns once the file is written (or raises if it was not).
         """
-        if comm is not None:  # after a distributed fit (issue 9)
-            from fastbp.distributed import save as save_on_root
-            return save_on_root(self, path, comm)
-        from fastbp.checkpoint import save
-        save(self, path)
+        if comm is not None:  # after a distributed fit
+            return distributed.save(self, path, comm)
+        checkpoint.save(self, path)
 
     @classmethod
     def load(cls, path):
         """The MLP saved at ``path``; raises CheckpointError (a ValueError) for a
         truncated or foreign file and FileNotFoundError for a missing one."""
-        from fastbp.checkpoint import load
-        return load(path, cls)
+        return checkpoint.load(path, cls)

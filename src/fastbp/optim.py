@@ -15,12 +15,10 @@ import math
 
 import numpy as np
 
-from fastbp import _network, _optim
+from fastbp import _optim
+from fastbp._enums import Update
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Adam", "make_optimizer", "OPTIMIZERS"]
-
-# NetworkCore.step's codes of the updates it can make itself
-_UPDATE = {name: code for code, name in enumerate(_network.UPDATES)}
 
 
 def _positive(value, name):
@@ -52,6 +50,7 @@ class Optimizer:
         self.lr = _positive(self.default_lr if lr is None else lr, "lr")
         self.weight_decay = _non_negative(weight_decay, "weight_decay")
         self._size = None
+        self._update = None  # the UpdateSpec of update_spec, made once
 
     def _lr(self, lr):
         return self.lr if lr is None else _positive(lr, "lr")
@@ -79,28 +78,22 @@ class Optimizer:
     def step(self, params, grads, lr=None, n_decay=None):
         raise NotImplementedError
 
-    def _core_state(self, params):
-        """This optimiser's update as the compiled loops make it
-        (NetworkCore.step and .epoch): (update code, momentum, beta1, beta2,
-        eps, steps made so far, m, v), its state made for ``params``.  Only
-        for SGD, Momentum and Adam themselves (see ``_core_update``)."""
-        raise NotImplementedError
-
-    def _core_update(self, params, lr=None):
-        """The arguments of a network's compiled step (NetworkCore.step, from
-        ``lr`` on) with which it makes this optimiser's next step itself,
-        fused with the pass, the penalty on its weights; None where it
-        cannot (a subclass, whose step may be its own).  Call ``_stepped``
-        after.  A tuple, not keywords: a ``**`` call would allocate in the
-        step."""
+    def update_spec(self, params, lr=None):
+        """This optimiser's next step as a network's compiled step makes it
+        itself, fused with the pass (``fastbp._optim.UpdateSpec``: its kind,
+        constants, state made for ``params`` and steps so far, which the
+        step advances); None where it cannot: a subclass, whose ``step``
+        may be its own.  The same object every call (nothing allocated):
+        the internal interface between an optimiser and the network core."""
         if type(self) not in (SGD, Momentum, Adam):
             return None
-        lr = self._lr(lr)
-        code, momentum, beta1, beta2, eps, t, m, v = self._core_state(params)
-        return (lr, self.weight_decay, code, momentum, beta1, beta2, eps, t + 1, m, v)
+        spec = self._spec(params)
+        spec.lr = self._lr(lr)
+        spec.weight_decay = self.weight_decay
+        return spec
 
-    def _stepped(self):
-        """Count a step that NetworkCore.step made (Adam's t)."""
+    def _spec(self, params):
+        raise NotImplementedError
 
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr}, weight_decay={self.weight_decay})"
@@ -113,8 +106,10 @@ class SGD(Optimizer):
         _optim.sgd_update(params, grads, self._lr(lr), self.weight_decay,
                           -1 if n_decay is None else n_decay)
 
-    def _core_state(self, params):
-        return (_UPDATE["sgd"], 0.0, 0.0, 0.0, 0.0, 0, None, None)
+    def _spec(self, params):
+        if self._update is None:
+            self._update = _optim.UpdateSpec(Update.UPD_SGD)
+        return self._update
 
 
 class Momentum(Optimizer):
@@ -138,10 +133,13 @@ class Momentum(Optimizer):
                                self.nesterov, self.weight_decay,
                                -1 if n_decay is None else n_decay)
 
-    def _core_state(self, params):
+    def _spec(self, params):
         self._bind(params)
-        return (_UPDATE["nesterov" if self.nesterov else "momentum"], self.momentum, 0.0, 0.0,
-                0.0, 0, self.velocity, None)
+        if self._update is None or self._update.m is not self.velocity:
+            self._update = _optim.UpdateSpec(
+                Update.UPD_NESTEROV if self.nesterov else Update.UPD_MOMENTUM,
+                momentum=self.momentum, m=self.velocity)
+        return self._update
 
     def __repr__(self):
         return (f"Momentum(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -159,11 +157,24 @@ class Adam(Optimizer):
         self.beta2 = _in_unit(beta2, "beta2")
         self.eps = _positive(eps, "eps")
         self.m = self.v = None
-        self.t = 0
+        self._t = 0
+
+    # the steps made, kept in the UpdateSpec once there is one (a compiled
+    # step counts its own)
+    @property
+    def t(self):
+        return self._update.t if self._update is not None else self._t
+
+    @t.setter
+    def t(self, value):
+        self._t = int(value)
+        if self._update is not None:
+            self._update.t = self._t
 
     def _make_state(self, n):
         self.m = np.zeros(n)
         self.v = np.zeros(n)
+        self._update = None
         self.t = 0
 
     def step(self, params, grads, lr=None, n_decay=None):
@@ -174,12 +185,13 @@ class Adam(Optimizer):
                            self.eps, self.t, self.weight_decay,
                            -1 if n_decay is None else n_decay)
 
-    def _core_state(self, params):
+    def _spec(self, params):
         self._bind(params)
-        return (_UPDATE["adam"], 0.0, self.beta1, self.beta2, self.eps, self.t, self.m, self.v)
-
-    def _stepped(self):
-        self.t += 1
+        if self._update is None or self._update.m is not self.m or self._update.v is not self.v:
+            t = self.t
+            self._update = _optim.UpdateSpec(Update.UPD_ADAM, beta1=self.beta1, beta2=self.beta2,
+                                             eps=self.eps, t=t, m=self.m, v=self.v)
+        return self._update
 
     def __repr__(self):
         return (f"Adam(lr={self.lr}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "

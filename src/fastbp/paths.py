@@ -28,12 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastbp._enums import REDUCTIONS, code
+from fastbp._losses import loss_scale
+
 __all__ = ["DEFAULT_LIMIT", "REDUCTIONS", "Path", "Explanation", "TooManyPaths",
            "count", "enumerate_paths", "gradient", "bias_gradient", "explain"]
 
 DEFAULT_LIMIT = 100_000
-
-REDUCTIONS = ("half", "sum", "mean")
 
 
 class TooManyPaths(ValueError):
@@ -137,8 +138,7 @@ def _value(param, weights, biases):
 
 def _deltas(weights, biases, x, t, reduction):
     """y by the forward pass and δ_k = ∂E/∂y_k, as a batch (N, D_L)."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    red = code("reduction", reduction)  # a ValueError naming the choices
     X = np.atleast_2d(np.asarray(x, dtype=np.float64))
     T = np.atleast_2d(np.asarray(t, dtype=np.float64))
     if X.ndim != 2 or X.shape[1] != weights[0].shape[1]:
@@ -149,8 +149,8 @@ def _deltas(weights, biases, x, t, reduction):
     if T.shape != Y.shape:
         raise ValueError(f"t must have the shape of the output {Y.shape[1:] if np.ndim(x) == 1 else Y.shape}, "
                          f"got {np.shape(t)}")
-    # δ = ∂E/∂y for each reduction, as in fastbp.squared_error
-    scale = {"half": 1.0, "sum": 2.0, "mean": 2.0 / max(len(Y), 1)}[reduction]
+    # δ = ∂E/∂y = 2 s (y − t), s the reduction's scale, as in fastbp.squared_error
+    scale = 2.0 * loss_scale(red, len(Y))
     return X, scale * (Y - T)
 
 

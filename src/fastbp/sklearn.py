@@ -7,7 +7,10 @@ same objective, draw the same random numbers in the same order from
 expose the fitted attributes in scikit-learn's layout (``coefs_[i]`` is
 (fan_in, fan_out)).  For the same parameters and seed they fit the same
 network as scikit-learn, to rounding.  The network under them is a
-:class:`fastbp.network.MLP`, trained by its ``train_step``:
+:class:`fastbp.network.MLP`, trained by its compiled core: the stochastic
+solvers run every batch of an epoch in one ``NetworkCore.epoch`` call, with
+scikit-learn's objective given as an ``Objective``; L-BFGS takes the loss and
+gradient from ``NetworkCore.step``:
 
 * regression: identity output, loss ½·mean Σ (T − Y)² (fastbp's "mean"
   squared error is twice that, so SGD's step and Adam's ε are scaled to
@@ -54,8 +57,10 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
         "fastbp.sklearn needs scikit-learn; install it with `pip install scikit-learn` "
         "(or `pip install 'fastbp[sklearn]'`)") from exc
 
-from fastbp import _kernels
-from fastbp.network import MLP, _codes
+from fastbp._kernels import dense_forward
+from fastbp._losses import softmax
+from fastbp._network import Objective
+from fastbp.network import MLP
 from fastbp.optim import SGD, Adam, Momentum
 
 try:  # scikit-learn >= 1.6
@@ -78,17 +83,9 @@ _EPS = float(np.finfo(np.float64).eps)
 _CLIPPED_LOG_LOSS = -math.log(_EPS)
 
 
-def _softmax_rows(Z):
-    """Z ← softmax of each row, in place (max-shifted); returns Z."""
-    Z -= Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
-
-
 def _clipped_log_loss(net, X, labels, sw):
     """The mean log-loss with scikit-learn's clipping (one more forward pass)."""
-    p = _softmax_rows(net.forward(X))[np.arange(len(labels)), labels]
+    p = softmax(net.forward(X))[np.arange(len(labels)), labels]
     return float(np.average(-np.log(np.clip(p, _EPS, 1.0 - _EPS)), weights=sw))
 
 
@@ -262,7 +259,7 @@ class _BaseMLP(BaseEstimator):
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
         for i, (c, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            A = _kernels.dense_forward(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
+            A = dense_forward(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
                                        "identity" if i == last else act)
         return A
 
@@ -318,7 +315,8 @@ class _BaseMLP(BaseEstimator):
         params, grads, n_w = net.params, net.grads, net.n_weights
         w_flat = params[:n_w]
         loss, scale = self._objective(T)
-        lc, rc = _codes(loss, "mean")
+        lc, rc = net.loss_codes(loss, "mean")
+        core = net.core
         clipped = loss == "cross_entropy"  # sklearn's log-loss clips, its squared error not
         norm = X.shape[0] if sw is None else float(sw.sum())
         n_real = net.weights[-1].shape[0] - self._extra_units
@@ -326,9 +324,9 @@ class _BaseMLP(BaseEstimator):
 
         def loss_and_gradient(theta):
             params[...] = theta
-            J = net._core.step(X, T, lc, rc, sw, True)
+            J = core.step(X, T, loss=lc, reduction=rc, sample_weight=sw)
             value = J / scale
-            if clipped and net._core.worst_row_loss > _CLIPPED_LOG_LOSS:
+            if clipped and core.worst_row_loss > _CLIPPED_LOG_LOSS:
                 value = _clipped_log_loss(net, X, T, sw)  # what scikit-learn reports
             np.divide(grads, c, out=grads)
             grads[:n_w] += (alpha / norm) * w_flat
@@ -370,7 +368,13 @@ class _BaseMLP(BaseEstimator):
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
         opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
         loss, scale = self._objective(T)
-        lc, _ = _codes(loss, "mean")
+        lc, _ = net.loss_codes(loss, "mean")
+        # scikit-learn's objective per batch: mean loss + α/(2 N_b) ‖W‖² (N_b its
+        # rows or weight sum), its Adam ε placement, the binary case's second
+        # logit held at 0; loss_curve_ weighs batches by their rows
+        objective = Objective(alpha=alpha, grad_scale=c, loss_scale=scale,
+                              held_units=self._extra_units, weigh_by_rows=True,
+                              eps_before_correction=True)
         order = np.arange(n, dtype=np.int64)
         self.n_iter_ = 0  # epochs of this call (loss_curve_ keeps them all)
         for _ in range(self.max_iter):
@@ -378,16 +382,10 @@ class _BaseMLP(BaseEstimator):
                 # sklearn.utils.shuffle's draw: it shuffles arange(n) and takes
                 # X[perm]; the same swaps on order give order[perm] in place
                 rs.shuffle(order)
-            # every batch in one compiled call: sklearn's objective per batch
-            # (mean loss + α/(2 N_b) ‖W‖², N_b its rows or weight sum), its
-            # Adam ε placement, the binary case's second logit held at 0
-            code, momentum, beta1, beta2, _, t, m, v = opt._core_state(net.params)
-            total, t = net._core.epoch(
-                X, T, order if self.shuffle else None, bs, lc, sw, X_buf, T_buf, code, opt.lr,
-                momentum, beta1, beta2, self.epsilon * c, t, m, v, alpha, c, scale,
-                self._extra_units)
-            if isinstance(opt, Adam):
-                opt.t = t
+            # every batch in one compiled call
+            total = net.core.epoch(X, T, batch_size=bs, loss=lc, update=opt.update_spec(net.params),
+                                   order=order if self.shuffle else None,
+                                   buffers=(X_buf, T_buf), sample_weight=sw, objective=objective)
             self.n_iter_ += 1
             self.loss_ = total / n
             self.t_ += n
@@ -604,7 +602,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if Z.shape[1] == 1:
             p = expit(Z[:, 0])
             return np.column_stack([1.0 - p, p])
-        return _softmax_rows(Z)
+        return softmax(Z)
 
     def predict_log_proba(self, X):
         """log of ``predict_proba``."""

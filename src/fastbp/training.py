@@ -1,11 +1,12 @@
-"""The fit loop: mini-batches, optimiser steps, history, early stopping.
+"""The fit loop: epochs, history, early stopping, callbacks, progress.
 
-Per step the path is: the compiled pass writes the batch's gradient into the
-network's flat ``grads`` buffer, then the optimiser updates the flat
-``params``.  A hook between the two (e.g. an allreduce of ``grads`` over
-MPI) needs no packing.  Batches are gathered into buffers made once per fit
-(shuffled) or are views of X made once (not shuffled), so a step allocates
-nothing.
+An epoch is one compiled call (``NetworkCore.epoch``): per batch it gathers
+the shuffled rows into buffers made once per fit, runs the pass that writes
+the batch's gradient into the network's flat ``grads`` buffer, calls the
+sync's hook on it (an Allreduce over MPI; none locally) and makes the
+optimiser's update of the flat ``params``.  A local and a distributed fit run
+this same loop; what differs is the sync object (``fastbp.sync``).  Python
+is left with the shuffle and the bookkeeping of each epoch.
 """
 
 import os
@@ -13,37 +14,29 @@ import sys
 
 import numpy as np
 
-from fastbp import _network
+from fastbp._enums import Reduction
+from fastbp._losses import loss_scale
+from fastbp.distributed import FitSync
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets
 from fastbp.optim import make_optimizer
+from fastbp.sync import LocalSync
 
 __all__ = ["fit", "dataset_loss"]
 
-_RED_SUM = _network.REDUCTIONS.index("sum")
-_RED_MEAN = _network.REDUCTIONS.index("mean")
 # Rows per chunk when a whole data set is only evaluated (validation loss).
 EVAL_CHUNK = 512
 
 
-def _reduce(total, reduction_code, n):
-    name = _network.REDUCTIONS[reduction_code]
-    if name == "half":
-        return 0.5 * total
-    if name == "mean":
-        return total / n if n else 0.0
-    return total
-
-
-def dataset_loss(net, X, T, loss_code, reduction_code):
-    """The loss over all of (X, T), forward only, chunk by chunk."""
-    core = net._core
+def dataset_loss(core, X, T, loss_code, reduction_code):
+    """The loss over all of (X, T) (core: a network's NetworkCore), forward
+    only, chunk by chunk."""
     n = X.shape[0]
     chunk = max(core.capacity, min(n, EVAL_CHUNK), 1)
     total = 0.0
     for start in range(0, n, chunk):
-        total += core.step(X[start:start + chunk], T[start:start + chunk], loss_code, _RED_SUM,
-                           None, False)
-    return _reduce(total, reduction_code, n)
+        total += core.step(X[start:start + chunk], T[start:start + chunk], loss=loss_code,
+                           reduction=Reduction.RED_SUM, backward=False)
+    return total * loss_scale(reduction_code, n) if n else 0.0
 
 
 def _count(value, name, minimum):
@@ -118,26 +111,30 @@ def _checked_weights(sample_weight, n):
 
 def fit(net, X, T, *, comm=None, **kwargs):
     """See MLP.fit."""
-    if comm is None:
-        return _fit(net, X, T, None, **kwargs)
-    # Data-parallel over MPI (fastbp.distributed, issue 9): `sync` does the
-    # collectives at the hooks below; its guard keeps a failing rank from
-    # leaving the others blocked in one.
-    from fastbp.distributed import FitSync
-    sync = FitSync(comm)
+    sync = LocalSync() if comm is None else FitSync(comm)
     if sync.rank != 0:
         kwargs["progress"] = False  # one progress bar per job
+    # the guard keeps a failing rank from leaving the others blocked in a collective
     with sync.guard():
         return _fit(net, X, T, sync, **kwargs)
+
+
+def _then(first, second):
+    """A callable(batch) running first (if any), then second."""
+    if first is None:
+        return second
+
+    def both(batch):
+        first(batch)
+        second(batch)
+    return both
 
 
 def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction, weight_decay,
          shuffle, seed, validation_data, early_stopping, patience, min_delta,
          restore_best_weights, callback, progress, check_finite, sample_weight=None):
-    """fit on one process (sync None) or on one rank of an MPI job."""
-    from fastbp.network import _codes
-    lc, rc = _codes(loss, reduction)
-    net._check_loss(loss)
+    """fit on one process or on one rank of an MPI job (``sync``)."""
+    lc, rc = net.loss_codes(loss, reduction)
     epochs = _count(epochs, "epochs", 0)
     batch_size = _count(batch_size, "batch_size", 1)
     patience = _count(patience, "patience", 1)
@@ -149,7 +146,7 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
     if n == 0:
         raise ValueError("X must have at least one row, got shape (0, ...)")
     w = _checked_weights(sample_weight, n)
-    w_total = n if w is None else float(w.sum())
+    w_total = None if w is None else float(w.sum())
     if validation_data is not None:
         try:
             X_val, T_val = validation_data
@@ -160,33 +157,28 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
     opt = make_optimizer(optimizer, lr=lr, weight_decay=weight_decay)
     step_lr = lr if not isinstance(optimizer, str) else None  # an object keeps its lr unless given
 
-    net._acquire("fit")
-    try:
-        core = net._core
+    with net.in_use("fit") as core:
         bs = min(batch_size, n)
         core.reserve(bs)
-        starts = range(0, n, bs)
-        if sync is not None:  # same loop on every rank, rank 0's initial weights
-            sync.start(net.params, [min(bs, n - s) for s in starts],
-                       dict(epochs=epochs, loss=loss, reduction=reduction, n_params=net.n_params,
-                            optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
-                            lr=lr, weight_decay=weight_decay, validation=validation_data is not None,
-                            early_stopping=early_stopping, restore=restore_best_weights,
-                            sample_weight=w is not None))
+        starts = np.arange(0, n, bs)
+        # the same loop on every rank, rank 0's initial weights
+        sync.start(net.params, [min(bs, n - s) for s in starts],
+                   dict(epochs=epochs, loss=loss, reduction=reduction, n_params=net.n_params,
+                        optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+                        lr=lr, weight_decay=weight_decay, validation=validation_data is not None,
+                        early_stopping=early_stopping, restore=restore_best_weights,
+                        sample_weight=w is not None))
+        order = buffers = None
         if shuffle:
-            rng = np.random.default_rng(seed if sync is None else sync.shuffle_seed(seed))
+            rng = np.random.default_rng(sync.shuffle_seed(seed))
             order = np.arange(n, dtype=np.int64)
-            X_buf = np.empty((bs,) + X.shape[1:])
-            T_buf = np.empty((bs,) + T.shape[1:], dtype=T.dtype)
-            w_buf = np.empty(bs if w is not None else 0)
-            tail = n - (len(starts) - 1) * bs
-            # the batch views, made once: full batches, and the last one
-            full = (X_buf, T_buf, w_buf if w is not None else None)
-            last = (X_buf[:tail], T_buf[:tail], w_buf[:tail] if w is not None else None)
-        else:
-            batches = [(X[s:s + bs], T[s:s + bs], w[s:s + bs] if w is not None else None)
-                       for s in starts]
-        params, grads, n_decay = net.params, net.grads, net.n_weights
+            buffers = (np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], dtype=T.dtype))
+        params, grads = net.params, net.grads
+        spec = opt.update_spec(params, step_lr)  # None: the optimiser's own step, after the hook
+        after = sync.after_gradient(grads)
+        if spec is None:
+            after = _then(after, lambda batch: opt.step(params, grads, lr=step_lr,
+                                                        n_decay=net.n_weights))
         history = {"loss": []}
         if validation_data is not None:
             history["val_loss"] = []
@@ -197,50 +189,13 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
             for epoch in range(epochs):
                 if shuffle:
                     rng.shuffle(order)
-                if sync is not None and w is not None:  # the global batches' weights
-                    sync.weigh_batches(np.add.reduceat(w[order] if shuffle else w,
-                                                       np.asarray(starts)))
-                total = 0.0
-                for i, start in enumerate(starts):
-                    if shuffle:
-                        xb, tb, wb = full if start + bs <= n else last
-                        _network.gather_rows(X, order, start, xb.shape[0], X_buf)
-                        _network.gather_rows(T, order, start, xb.shape[0], T_buf)
-                        if w is not None:
-                            _network.gather_rows(w, order, start, xb.shape[0], w_buf)
-                    else:
-                        xb, tb, wb = batches[i]
-                    m = xb.shape[0]
-                    sb = m if wb is None else float(wb.sum())  # the batch's weight
-                    weighs = sb if sync is None or wb is None else sync.batch_weight(i)
-                    if weighs == 0.0:
-                        continue  # a (global) batch of weight 0 carries no gradient
-                    fused = opt._core_update(params, step_lr) if sync is None else None
-                    if fused is not None:  # gradient and update in one compiled call
-                        J = core.step(xb, tb, lc, rc, wb, True, *fused)
-                        opt._stepped()
-                    else:
-                        # 1. local gradient into the flat buffer
-                        if sb > 0.0:
-                            J = core.step(xb, tb, lc, rc, wb, True)
-                        else:  # this rank's part of the global batch weighs nothing
-                            grads.fill(0.0)
-                            J = 0.0
-                        if sync is not None:  # the global batch's gradient, on every rank
-                            sync.reduce_gradient(grads, i)
-                        # 2. the optimiser's in-place update
-                        opt.step(params, grads, lr=step_lr, n_decay=n_decay)
-                    # the epoch's loss weights each batch by its weight
-                    total += J * sb if rc == _RED_MEAN else J * (sb / m)
-                if sync is not None:  # global losses, the same on every rank
-                    sync.record_epoch(history, total, n, None if validation_data is None else
-                                      (dataset_loss(net, X_val, T_val, lc, _RED_SUM), X_val.shape[0]),
-                                      train_weight=w_total)
-                else:
-                    history["loss"].append(total / w_total if rc == _RED_MEAN
-                                           else total * (n / w_total))
-                    if validation_data is not None:
-                        history["val_loss"].append(dataset_loss(net, X_val, T_val, lc, rc))
+                total = core.epoch(
+                    X, T, batch_size=bs, loss=lc, reduction=rc, update=spec, order=order,
+                    buffers=buffers, sample_weight=w, after_gradient=after,
+                    batch_weights=sync.batch_weights(w, order, starts))
+                sync.record_epoch(history, total, n, None if validation_data is None else
+                                  (dataset_loss(core, X_val, T_val, lc, Reduction.RED_SUM),
+                                   X_val.shape[0]), train_weight=w_total)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=history["loss"][-1])
@@ -250,9 +205,7 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                     stop = stopper.update(history[key][-1])
                 if callback is not None and callback(epoch, history) is True:
                     stop = True
-                if sync is not None:
-                    stop = sync.decide(stop)  # rank 0 decides for all
-                if stop:
+                if sync.decide(stop):  # rank 0 decides for all
                     break
             if stopper is not None:
                 stopper.finish()
@@ -260,5 +213,3 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
             if bar is not None:
                 bar.close()
         return history
-    finally:
-        net._lock.release()

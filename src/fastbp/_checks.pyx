@@ -1,0 +1,148 @@
+# cython: language_level=3
+"""Argument checks of the compiled modules (declared in _checks.pxd).
+
+``check_buffer`` is the one check for Python code that hands a buffer to
+compiled or MPI code to be written in place (fastbp.distributed)."""
+
+cimport numpy as cnp
+from libc.limits cimport INT_MAX
+from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+
+cdef str _shape(cnp.ndarray a):
+    return str((<object>a).shape)
+
+
+cdef object _strides(cnp.ndarray a):
+    return (<object>a).strides
+
+
+cdef cnp.ndarray _typed(object a, str name, int typenum):
+    """a as an ndarray of native ``typenum``, or a TypeError."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(
+            f"{name} must be a numpy.ndarray of {cnp.PyArray_DescrFromType(typenum)}, got "
+            f"{type(a).__name__}; convert it once with "
+            f"numpy.ascontiguousarray({name}, dtype=numpy.{cnp.PyArray_DescrFromType(typenum)})")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(
+            f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)} (native byte order), "
+            f"got {arr.dtype.str} ({arr.dtype}); convert it with "
+            f"{name}.astype(numpy.{cnp.PyArray_DescrFromType(typenum)})")
+    return arr
+
+
+cdef int _contiguous(cnp.ndarray arr, str name, bint writeable) except -1:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(
+            f"{name} must be C-contiguous, got strides {_strides(arr)} for shape {_shape(arr)}; "
+            f"use numpy.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be aligned, got a misaligned buffer; copy it with {name}.copy()")
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only; it is updated in place")
+    return 0
+
+
+cdef cnp.ndarray check_array(object a, str name, int ndim):
+    cdef cnp.ndarray arr = _typed(a, name, cnp.NPY_DOUBLE)
+    cdef int i
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D array, got {cnp.PyArray_NDIM(arr)}-D with shape {_shape(arr)}")
+    _contiguous(arr, name, False)
+    for i in range(ndim):
+        if cnp.PyArray_DIM(arr, i) > INT_MAX:
+            raise ValueError(
+                f"{name} has shape {_shape(arr)}: dimensions above {INT_MAX} do not fit the BLAS's 32-bit int")
+    return arr
+
+
+cdef cnp.ndarray check_rows(object a, str name, Py_ssize_t cols, Py_ssize_t rows):
+    cdef cnp.ndarray arr = check_array(a, name, 2)
+    if cnp.PyArray_DIM(arr, 1) != cols:
+        raise ValueError(f"{name} must have {cols} columns, got shape {_shape(arr)}")
+    if rows >= 0 and cnp.PyArray_DIM(arr, 0) != rows:
+        raise ValueError(f"{name} must have {rows} rows (one per row of X), got shape {_shape(arr)}")
+    return arr
+
+
+cdef cnp.ndarray check_vector(object a, str name, int typenum, Py_ssize_t n, str what,
+                              bint writeable):
+    cdef cnp.ndarray arr = _typed(a, name, typenum)
+    if cnp.PyArray_NDIM(arr) != 1 or (n >= 0 and cnp.PyArray_DIM(arr, 0) != n):
+        raise ValueError(
+            f"{name} must be a 1-D vector of {n if n >= 0 else 'any number of'} {what}, "
+            f"got shape {_shape(arr)}")
+    _contiguous(arr, name, writeable)
+    return arr
+
+
+cdef cnp.ndarray check_labels(object a, str name, Py_ssize_t rows, int64_t classes):
+    cdef cnp.ndarray arr = check_vector(a, f"{name} as class labels", cnp.NPY_INT64, rows,
+                                        "labels (one per row of X)", False)
+    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i
+    for i in range(rows):
+        if p[i] < 0 or p[i] >= classes:
+            raise ValueError(f"{name} holds class labels in [0, {classes}), got {p[i]} at row {i}")
+    return arr
+
+
+cdef cnp.ndarray check_row_indices(object a, str name, Py_ssize_t n):
+    cdef cnp.ndarray arr = check_vector(a, name, cnp.NPY_INT64, n, "row numbers", False)
+    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i
+    for i in range(n):
+        if p[i] < 0 or p[i] >= n:
+            raise ValueError(f"{name} holds row numbers in [0, {n}), got {p[i]} at {i}")
+    return arr
+
+
+cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
+                              tuple inputs, tuple input_names):
+    cdef cnp.npy_intp dims[2]
+    cdef cnp.ndarray arr
+    cdef Py_ssize_t i
+    dims[0] = rows
+    dims[1] = cols
+    if out is None:
+        if ndim == 1:
+            dims[0] = cols
+        return cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_DOUBLE, 0)
+    if not cnp.PyArray_Check(out):
+        raise TypeError(f"{name} must be a numpy.ndarray of float64 or None, got {type(out).__name__}")
+    arr = <cnp.ndarray>out
+    cdef object want = (rows, cols) if ndim == 2 else (<object>cols,)
+    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must have dtype float64, got {arr.dtype}")
+    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIM(arr, ndim - 1) != cols
+            or (ndim == 2 and cnp.PyArray_DIM(arr, 0) != rows)):
+        raise ValueError(f"{name} must have shape {want}, got {_shape(arr)}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
+        raise ValueError(f"{name} must be C-contiguous and aligned, got strides {_strides(arr)}")
+    if not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} is read-only; pass a writeable array or None")
+    for i in range(len(inputs)):
+        if inputs[i] is not None and share_memory(arr, <cnp.ndarray>inputs[i]):
+            raise ValueError(
+                f"{name} shares memory with {input_names[i]}; outputs must not alias inputs or each other")
+    return arr
+
+
+cdef int check_same_dim(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
+                        int j) except -1:
+    if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, j):
+        raise ValueError(
+            f"{what}: {n1}.shape[{i}] must equal {n2}.shape[{j}], got {n1} {_shape(a)} and {n2} {_shape(b)}")
+    return 0
+
+
+def check_buffer(buf, name):
+    """buf, checked to be a writeable, C-contiguous, aligned float64 ndarray
+    (any shape): a buffer written in place, never a copy."""
+    _contiguous(_typed(buf, name, cnp.NPY_DOUBLE), name, True)
+    return buf

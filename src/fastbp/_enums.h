@@ -1,0 +1,23 @@
+/* _enums.h -- the one definition of the compiled core's codes.
+ *
+ * C code (_fastmath.h) uses these names directly; _enums.pxd declares them
+ * for Cython, which makes each enum a Python IntEnum in fastbp._enums, and
+ * fastbp/names.py gives the names users write ("relu", "mean", ...).
+ */
+#ifndef FASTBP_ENUMS_H
+#define FASTBP_ENUMS_H
+
+/* a layer's activation g (hidden or output) */
+enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3 };
+
+/* the loss on the output (cross entropy: softmax fused in) */
+enum fb_loss { FB_LOSS_SQUARED_ERROR = 0, FB_LOSS_CROSS_ENTROPY = 1 };
+
+/* J scaled by 1 ("sum"), 1/2 ("half", seed 000) or 1/N ("mean") */
+enum fb_reduction { FB_RED_SUM = 0, FB_RED_HALF = 1, FB_RED_MEAN = 2 };
+
+/* the optimiser's update a compiled step makes after the gradient */
+enum fb_update { FB_UPD_NONE = 0, FB_UPD_SGD = 1, FB_UPD_MOMENTUM = 2, FB_UPD_NESTEROV = 3,
+                 FB_UPD_ADAM = 4 };
+
+#endif

@@ -1,0 +1,58 @@
+# cython: language_level=3
+"""The names and codes of activations, losses, reductions and updates.
+
+The codes are defined once, in _enums.h; _enums.pxd declares them, and
+Cython makes each enum a Python IntEnum here (``Activation.ACT_RELU``).
+The names users write are the members' names without the prefix, in code
+order, so ``ACTIVATIONS[code]`` is a code's name:
+
+    ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+    LOSSES      = ("squared_error", "cross_entropy")
+    REDUCTIONS  = ("sum", "half", "mean")
+    UPDATES     = ("none", "sgd", "momentum", "nesterov", "adam")
+
+``codes(activation=..., loss=..., reduction=...)`` looks names up, with an
+error that lists the choices; ``code(kind, name)`` looks up one.
+"""
+
+
+def _names(enum):
+    members = sorted(enum, key=int)
+    assert [int(m) for m in members] == list(range(len(members))), enum  # codes index the tuple
+    return tuple(m.name.split("_", 1)[1].lower() for m in members)
+
+
+ACTIVATIONS = _names(Activation)
+LOSSES = _names(Loss)
+REDUCTIONS = _names(Reduction)
+UPDATES = _names(Update)
+
+cdef dict _TABLES = {
+    "activation": (ACTIVATIONS, dict(zip(ACTIVATIONS, sorted(Activation, key=int)))),
+    "loss": (LOSSES, dict(zip(LOSSES, sorted(Loss, key=int)))),
+    "reduction": (REDUCTIONS, dict(zip(REDUCTIONS, sorted(Reduction, key=int)))),
+    "update": (UPDATES, dict(zip(UPDATES, sorted(Update, key=int)))),
+}
+
+
+cpdef object code(str kind, object name):
+    """The code of one name of ``kind``: code("loss", "cross_entropy") is
+    Loss.LOSS_CROSS_ENTROPY (positional, for hot paths)."""
+    names, table = _TABLES[kind]
+    try:
+        return table[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"{kind} must be one of {names}, got {name!r}") from None
+
+
+def codes(**names):
+    """The codes (IntEnum members) of the given names, in the order given:
+    ``codes(loss="cross_entropy", reduction="mean")`` is
+    ``(Loss.LOSS_CROSS_ENTROPY, Reduction.RED_MEAN)``; one keyword gives one
+    code.  Keywords: activation, loss, reduction, update.  An unknown name
+    raises ValueError listing the choices."""
+    for kind in names:
+        if kind not in _TABLES:
+            raise TypeError(f"codes() takes activation, loss, reduction or update, got {kind!r}")
+    found = tuple(code(kind, name) for kind, name in names.items())
+    return found[0] if len(found) == 1 else found
