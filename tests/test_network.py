@@ -518,17 +518,51 @@ def test_gradients_returns_copies():
 
 
 def test_user_arrays_are_never_modified():
+    # Every entry point, on writeable and on read-only arrays (which must be
+    # accepted), against copies of the bytes taken before the call: a write
+    # from compiled code would not trip flags.writeable.
     rng = np.random.default_rng(0)
-    net = MLP([3, 4, 2], seed=0)
     X, T = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
-    X.flags.writeable = False
-    T.flags.writeable = False
-    net.gradients(X, T)
-    net.train_step(X, T)
-    net.per_example_grad_norms(X, T)
-    net.predict(X)
-    net.fit(X, T, epochs=2, batch_size=3)
-    net.fit(X, T, epochs=2, batch_size=3, shuffle=False)
+    labels = rng.integers(0, 2, 10)
+    w = rng.uniform(0.5, 2.0, 10)
+    X_val, T_val = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    arrays = dict(X=X, T=T, labels=labels, sample_weight=w, X_val=X_val, T_val=T_val)
+    calls = {
+        "gradients": lambda net: net.gradients(X, T),
+        "gradients, weighted cross entropy": lambda net: net.gradients(
+            X, labels, loss="cross_entropy", sample_weight=w),
+        "train_step": lambda net: net.train_step(X, T),
+        "train_step, adam, weighted": lambda net: net.train_step(X, T, optimizer="adam",
+                                                                 sample_weight=w),
+        "train_step, cross entropy": lambda net: net.train_step(X, labels, loss="cross_entropy"),
+        "per_example_grad_norms": lambda net: net.per_example_grad_norms(X, T),
+        "per_example_grad_norms, weighted cross entropy": lambda net: net.per_example_grad_norms(
+            X, labels, loss="cross_entropy", sample_weight=w),
+        "predict": lambda net: net.predict(X),
+        "forward": lambda net: net.forward(X),
+        "loss": lambda net: net.loss(X, T),
+        "loss, cross entropy": lambda net: net.loss(X, labels, loss="cross_entropy"),
+        "fit": lambda net: net.fit(X, T, epochs=2, batch_size=3),
+        "fit, no shuffle": lambda net: net.fit(X, T, epochs=2, batch_size=3, shuffle=False),
+        "fit, weighted, validation, adam": lambda net: net.fit(
+            X, T, epochs=2, batch_size=3, optimizer="adam", sample_weight=w,
+            validation_data=(X_val, T_val)),
+        "fit, cross entropy, no shuffle": lambda net: net.fit(
+            X, labels, epochs=2, batch_size=3, loss="cross_entropy", shuffle=False,
+            sample_weight=w),
+    }
+    written = []
+    for writeable in (True, False):
+        for a in arrays.values():
+            a.flags.writeable = writeable
+        net = MLP([3, 4, 2], seed=0)
+        for name, call in calls.items():
+            before = {k: a.tobytes() for k, a in arrays.items()}
+            call(net)
+            changed = [k for k, a in arrays.items() if a.tobytes() != before[k]]
+            if changed:
+                written.append(f"{name} ({'writeable' if writeable else 'read-only'}): {changed}")
+    assert not written, f"the caller's arrays were written by {written}"
 
 
 # ---------------------------------------------------------------------------
