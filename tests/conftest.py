@@ -1,6 +1,8 @@
-"""Shared helpers for the tests: random inputs and the comparison rule."""
+"""Shared helpers for the tests: random inputs, the comparison rule, and the
+helpers of more than one test file (resident memory, a network's bytes)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -40,3 +42,45 @@ def assert_sums_close(got, want, terms_bound=None, rtol=RTOL):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# --- resident memory (the kernels' and the network's leak tests) -------------
+
+PAGE = 4096
+RSS_BOUND = 1 << 20  # 1 MiB of allocator noise allowed after warm-up
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def growth(step, calls, warmup=2000):
+    """RSS after ``calls`` runs of ``step`` minus RSS after warm-up."""
+    for _ in range(warmup):
+        step()
+    before = rss()
+    for _ in range(calls):
+        step()
+    after = rss()
+    sys.stderr.write(f"RSS {before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB\n")
+    return after - before, before, after
+
+
+# --- networks (fastbp.MLP's tests: network, training, checkpoint) ------------
+
+def random_regression(n=64, k=5, d=3, seed=0):
+    """(X, T): n rows of k standard-normal inputs and d targets."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, k)), rng.standard_normal((n, d))
+
+
+def params_bytes(net):
+    """A network's weights and biases as bytes: equal only when bitwise equal."""
+    return b"".join(np.ascontiguousarray(a).tobytes() for a in (*net.weights, *net.biases))
+
+
+def softmax(Z):
+    """Row-wise softmax, shifted by each row's maximum."""
+    E = np.exp(Z - Z.max(axis=1, keepdims=True))
+    return E / E.sum(axis=1, keepdims=True)

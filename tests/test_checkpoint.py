@@ -1,6 +1,12 @@
-"""save/load: exact round trips, atomic writes, clear errors on bad files."""
+"""fastbp.checkpoint (MLP.save, MLP.load): exact round trips, atomic writes
+(a failure or a killed process between write and rename keeps the previous
+checkpoint), clear errors on bad files."""
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -9,6 +15,8 @@ import pytest
 from fastbp import checkpoint
 from fastbp.checkpoint import CheckpointError
 from fastbp.network import MLP
+
+from conftest import params_bytes, random_regression
 
 
 def trained_net():
@@ -146,3 +154,67 @@ def test_pickled_contents_are_refused(tmp_path):
     np.savez(path, **fields)
     with pytest.raises(CheckpointError):
         MLP.load(path)
+
+
+# ---------------------------------------------------------------------------
+# Bitwise round trips and interrupted writes
+# ---------------------------------------------------------------------------
+
+def test_save_then_load_is_bitwise(tmp_path):
+    net = MLP([5, 8, 3], activation="tanh", output_activation="sigmoid", seed=4)
+    net.save(tmp_path / "m.npz")
+    back = MLP.load(tmp_path / "m.npz")
+    assert params_bytes(back) == params_bytes(net)
+    X, _ = random_regression()
+    assert back.predict(X).tobytes() == net.predict(X).tobytes()
+
+
+def test_failure_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    old = MLP([5, 8, 3], seed=1)
+    old.save(path)
+    new = MLP([5, 8, 3], seed=2)
+
+    def crash(src, dst):
+        assert os.path.getsize(src) > 0  # the new file was fully written
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setattr(os, "rename", crash)
+    with pytest.raises(OSError, match="simulated"):
+        new.save(path)
+    monkeypatch.undo()
+    assert params_bytes(MLP.load(path)) == params_bytes(old)
+    assert os.listdir(tmp_path) == ["model.npz"]  # no temporary left behind
+
+
+KILLED_SAVE = textwrap.dedent("""
+    import os, signal, sys
+    from fastbp.network import MLP
+    path = sys.argv[1]
+    MLP([5, 8, 3], seed=1).save(path)
+    def killed(src, dst):  # the process dies after the write, before the rename
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.replace = os.rename = killed
+    MLP([5, 8, 3], seed=2).save(path)
+""")
+
+
+def test_process_killed_between_write_and_rename_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "model.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(path)], env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert params_bytes(MLP.load(path)) == params_bytes(MLP([5, 8, 3], seed=1))
+    MLP([5, 8, 3], seed=3).save(path)  # a leftover temporary does not block the next save
+    assert params_bytes(MLP.load(path)) == params_bytes(MLP([5, 8, 3], seed=3))
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    MLP([5, 8, 3], seed=1).save(path)
+    raw = path.read_bytes()
+    for cut in (0, 10, len(raw) // 2, len(raw) - 1):
+        path.write_bytes(raw[:cut])
+        with pytest.raises(ValueError):
+            MLP.load(path)

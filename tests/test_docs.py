@@ -1,6 +1,9 @@
 """The docs stay true: the API reference matches the docstrings, the
 tutorial runs, every function the equations table names exists, and the
-links between pages resolve."""
+links between pages resolve.
+
+Cross-cutting: these test docs/ against the whole package, no single module
+(each module's own tests are in tests/test_<module>.py)."""
 
 import importlib
 import inspect

@@ -1,5 +1,8 @@
 """Every examples/*.py runs to completion at tiny sizes (FASTBP_EXAMPLE_TINY=1),
-as a subprocess, the way a user runs it."""
+as a subprocess, the way a user runs it.
+
+Cross-cutting: the examples use the whole package, no single module (each
+module's own tests are in tests/test_<module>.py)."""
 
 import importlib.util
 import os

@@ -1,16 +1,31 @@
-"""MLP: gradients against a network composed of fastbp.reference kernels,
-against finite differences and seed 000's path sums; per-example norms;
-views; input checks; no allocation per training step."""
+"""fastbp.MLP: gradients against a network composed of fastbp.reference
+kernels, against finite differences and seed 000's path sums; per-example
+norms; views; input checks; no allocation per training step; callers' arrays
+left untouched; its thread model; cross entropy at logits of ±1e300; fuzzed
+arguments of its public methods; flat resident memory over many steps.
+
+(The compiled core it runs on, fastbp._network, is in tests/test__network.py;
+fit's loop in tests/test_training.py; save/load in tests/test_checkpoint.py.)"""
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import threading
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from fastbp import network
 from fastbp import reference as ref
 from fastbp.network import ACTIVATIONS, MLP
+
+from conftest import RSS_BOUND, growth, params_bytes, random_regression, softmax
 
 RTOL = 1e-10
 
@@ -18,11 +33,6 @@ RTOL = 1e-10
 # ---------------------------------------------------------------------------
 # The oracle: the same network written with the NumPy reference kernels.
 # ---------------------------------------------------------------------------
-
-def ref_softmax(Z):
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
-    return E / E.sum(axis=1, keepdims=True)
-
 
 def ref_loss(Y, T, loss, reduction, weights=None):
     """(J, ∂J/∂Y): squared error from reference.squared_error, cross entropy
@@ -37,7 +47,7 @@ def ref_loss(Y, T, loss, reduction, weights=None):
     if T.ndim == 1:
         T = np.eye(Y.shape[1])[T]
     scale = {"sum": 1.0, "mean": 1.0 / max(n, 1)}[reduction]
-    P = ref_softmax(Y)
+    P = softmax(Y)
     J = -scale * float(np.sum(r[:, None] * T * np.log(P)))
     return J, scale * r[:, None] * (T.sum(axis=1, keepdims=True) * P - T)
 
@@ -173,7 +183,7 @@ def test_softmax_output_gives_probabilities():
     np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-14)
     logits = ref.dense_forward(ref.dense_forward(X, net.weights[0], net.biases[0], "relu"),
                                net.weights[1], net.biases[1], "identity")
-    assert_close(P, ref_softmax(logits))
+    assert_close(P, softmax(logits))
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
@@ -508,34 +518,327 @@ def test_gradients_returns_copies():
 
 
 def test_user_arrays_are_never_modified():
+    # Every entry point, on writeable and on read-only arrays (which must be
+    # accepted), against copies of the bytes taken before the call: a write
+    # from compiled code would not trip flags.writeable.
     rng = np.random.default_rng(0)
-    net = MLP([3, 4, 2], seed=0)
     X, T = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
-    X.flags.writeable = False
-    T.flags.writeable = False
-    net.gradients(X, T)
-    net.train_step(X, T)
-    net.per_example_grad_norms(X, T)
-    net.predict(X)
-    net.fit(X, T, epochs=2, batch_size=3)
-    net.fit(X, T, epochs=2, batch_size=3, shuffle=False)
+    labels = rng.integers(0, 2, 10)
+    w = rng.uniform(0.5, 2.0, 10)
+    X_val, T_val = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    arrays = dict(X=X, T=T, labels=labels, sample_weight=w, X_val=X_val, T_val=T_val)
+    calls = {
+        "gradients": lambda net: net.gradients(X, T),
+        "gradients, weighted cross entropy": lambda net: net.gradients(
+            X, labels, loss="cross_entropy", sample_weight=w),
+        "train_step": lambda net: net.train_step(X, T),
+        "train_step, adam, weighted": lambda net: net.train_step(X, T, optimizer="adam",
+                                                                 sample_weight=w),
+        "train_step, cross entropy": lambda net: net.train_step(X, labels, loss="cross_entropy"),
+        "per_example_grad_norms": lambda net: net.per_example_grad_norms(X, T),
+        "per_example_grad_norms, weighted cross entropy": lambda net: net.per_example_grad_norms(
+            X, labels, loss="cross_entropy", sample_weight=w),
+        "predict": lambda net: net.predict(X),
+        "forward": lambda net: net.forward(X),
+        "loss": lambda net: net.loss(X, T),
+        "loss, cross entropy": lambda net: net.loss(X, labels, loss="cross_entropy"),
+        "fit": lambda net: net.fit(X, T, epochs=2, batch_size=3),
+        "fit, no shuffle": lambda net: net.fit(X, T, epochs=2, batch_size=3, shuffle=False),
+        "fit, weighted, validation, adam": lambda net: net.fit(
+            X, T, epochs=2, batch_size=3, optimizer="adam", sample_weight=w,
+            validation_data=(X_val, T_val)),
+        "fit, cross entropy, no shuffle": lambda net: net.fit(
+            X, labels, epochs=2, batch_size=3, loss="cross_entropy", shuffle=False,
+            sample_weight=w),
+    }
+    written = []
+    for writeable in (True, False):
+        for a in arrays.values():
+            a.flags.writeable = writeable
+        net = MLP([3, 4, 2], seed=0)
+        for name, call in calls.items():
+            before = {k: a.tobytes() for k, a in arrays.items()}
+            call(net)
+            changed = [k for k, a in arrays.items() if a.tobytes() != before[k]]
+            if changed:
+                written.append(f"{name} ({'writeable' if writeable else 'read-only'}): {changed}")
+    assert not written, f"the caller's arrays were written by {written}"
 
 
-def test_core_reports_the_worst_row_cross_entropy(rng):
-    # used by fastbp.sklearn to see, without another pass, whether any
-    # probability fell below scikit-learn's clipping threshold
-    net = MLP([4, 6, 3], activation="tanh", seed=1)
-    X, y = rng.standard_normal((9, 4)), rng.integers(0, 3, 9)
-    w = rng.uniform(0.5, 2.0, 9)
-    w[np.argmax(-np.log(_softmax(net.forward(X))[np.arange(9), y]))] = 0.0  # the worst row weighs 0
-    for sample_weight in (None, w):
-        net.gradients(X, y, loss="cross_entropy", sample_weight=sample_weight)
-        row_loss = -np.log(_softmax(net.forward(X))[np.arange(9), y])
-        if sample_weight is not None:
-            row_loss = row_loss[sample_weight > 0]
-        assert net._core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)
+# ---------------------------------------------------------------------------
+# Thread model
+# ---------------------------------------------------------------------------
+
+def test_thread_model_is_stated_in_the_docstrings():
+    for doc in (network.__doc__, MLP.__doc__, MLP.fit.__doc__):
+        assert "thread" in doc.lower()
+    assert "RuntimeError" in network.__doc__ and "RuntimeError" in MLP.fit.__doc__
 
 
-def _softmax(Z):
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
-    return E / E.sum(axis=1, keepdims=True)
+def blocked_fit(net, X, T, **kw):
+    """Start net.fit in a thread that then waits inside its first epoch's
+    callback (holding the network) until the returned event is set."""
+    inside, release, result = threading.Event(), threading.Event(), {}
+
+    def callback(epoch, history):
+        inside.set()
+        release.wait(30)
+
+    def run():
+        try:
+            result["history"] = net.fit(X, T, callback=callback, **kw)
+        except BaseException as e:  # surfaced by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert inside.wait(30), "fit never reached its first callback"
+    return t, release, result
+
+
+def test_second_concurrent_fit_on_one_network_is_refused_clearly():
+    X, T = random_regression()
+    net = MLP([5, 8, 3], activation="tanh", seed=0)
+    t, release, result = blocked_fit(net, X, T, epochs=2, batch_size=16, lr=0.01, seed=0)
+    try:
+        with pytest.raises(RuntimeError, match="another thread"):
+            net.fit(X, T, epochs=1, lr=0.01)
+        with pytest.raises(RuntimeError, match="another thread"):
+            net.train_step(X, T, lr=0.01)
+        with pytest.raises(RuntimeError, match="another thread"):
+            net.gradients(X, T)
+    finally:
+        release.set()
+        t.join(30)
+    assert "error" not in result, result.get("error")
+    # the refused calls changed nothing: same weights as an undisturbed fit
+    alone = MLP([5, 8, 3], activation="tanh", seed=0)
+    alone.fit(X, T, epochs=2, batch_size=16, lr=0.01, seed=0)
+    assert params_bytes(net) == params_bytes(alone)
+    net.fit(X, T, epochs=1, lr=0.01)  # and the network is usable again
+
+
+INFER_DURING_FIT = textwrap.dedent("""
+    import threading, numpy as np
+    from fastbp.network import MLP
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((512, 5)), rng.standard_normal((512, 3))
+    alone = MLP([5, 32, 3], activation="tanh", seed=0)
+    alone.fit(X, T, epochs=20, batch_size=64, lr=0.01, seed=0)
+
+    def infer(net, stop):
+        rows = 65
+        while not stop.is_set():
+            try:  # each call a bigger batch than fit's: the workspace must grow
+                net.predict(rng.standard_normal((rows, 5)))
+            except RuntimeError:
+                pass
+            rows = rows + 1 if rows < 512 else 65
+
+    for attempt in range(5):  # a race: a few tries make it show
+        net, stop = MLP([5, 32, 3], activation="tanh", seed=0), threading.Event()
+        t = threading.Thread(target=infer, args=(net, stop), daemon=True)
+        t.start()
+        for _ in range(10000):  # fit itself may be refused while predict runs
+            try:
+                net.fit(X, T, epochs=20, batch_size=64, lr=0.01, seed=0)
+                break
+            except RuntimeError:
+                pass
+        else:
+            raise SystemExit(0)  # always refused: consistent with the thread model
+        stop.set()
+        t.join()
+        if not all(np.array_equal(a, b) for a, b in zip(net.weights, alone.weights)):
+            raise SystemExit(3)
+""")
+
+
+def test_inference_during_fit_is_refused_or_harmless():
+    """predict on a network another thread is fitting must raise RuntimeError
+    or leave that fit bitwise unchanged (run in a child: a use-after-free of
+    the workspace must not take the test session down).  fit itself may be
+    refused while a predict holds the network; it is retried."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", INFER_DURING_FIT], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert proc.returncode != 3, "fit's weights were changed by a concurrent predict"
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_separate_networks_train_in_parallel_threads_exactly_as_alone():
+    X, T = random_regression(n=128)
+    nets = [MLP([5, 16, 3], activation="sigmoid", seed=s) for s in range(4)]
+    alone = [MLP([5, 16, 3], activation="sigmoid", seed=s) for s in range(4)]
+    for a in alone:
+        a.fit(X, T, epochs=3, batch_size=16, lr=0.05, seed=7)
+    X.flags.writeable = T.flags.writeable = False  # shared, read-only
+    start = threading.Barrier(4)
+
+    def run(net):
+        start.wait()
+        net.fit(X, T, epochs=3, batch_size=16, lr=0.05, seed=7)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in nets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for n, a in zip(nets, alone):
+        assert params_bytes(n) == params_bytes(a)
+
+
+# ---------------------------------------------------------------------------
+# Cross entropy at ±1e300
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_cross_entropy_is_finite_for_logits_up_to_1e300(reduction):
+    # one linear layer: the logits are W x + b, set to ±1e300 and 0
+    net = MLP([2, 3], output_activation="identity", seed=0)
+    net.weights[0][...] = [[1e300, 0.0], [-1e300, 0.0], [0.0, 1.0]]
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, 0.5]])
+    labels = np.array([0, 0, 1, 2])
+    # log-sum-exp: row 0 is right (0), row 1 off by 2e300, row 2 by 2e300,
+    # row 3 softmax of (0, 0, 0.5)
+    lse3 = np.log(2.0 + np.exp(0.5))
+    want = np.array([0.0, 2e300, 2e300, lse3 - 0.5])
+    want_total = want.sum() / (4 if reduction == "mean" else 1)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        for T in (labels, np.eye(3)[labels]):
+            J, gW, gb = net.gradients(X, T, loss="cross_entropy", reduction=reduction)
+            assert np.isfinite(J) and J == pytest.approx(want_total, rel=1e-12)
+            assert all(np.isfinite(g).all() for g in (*gW, *gb))
+            assert np.isfinite(net.loss(X, T, loss="cross_entropy", reduction=reduction))
+    # δZ = P − T with P exactly one-hot on the ±1e300 rows
+    Z = X @ net.weights[0].T
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    P /= P.sum(axis=1, keepdims=True)
+    dZ = (P - np.eye(3)[labels]) / (4 if reduction == "mean" else 1)
+    np.testing.assert_allclose(gW[0], dZ.T @ X, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(gb[0], dZ.sum(axis=0), rtol=1e-12, atol=1e-300)
+
+
+def test_extreme_logits_train_without_warnings():
+    net = MLP([2, 3], output_activation="softmax", seed=0)
+    net.weights[0][...] = [[1e300, 0.0], [-1e300, 0.0], [0.0, 1.0]]
+    X = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        J = net.train_step(X, np.array([1, 2]), lr=1e-310, loss="cross_entropy")
+        P = net.predict(X)
+    assert np.isfinite(J) and np.isfinite(P).all()
+    np.testing.assert_array_equal(P.sum(axis=1), 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Fuzzing the network's public methods
+# ---------------------------------------------------------------------------
+
+SIZES = [3, 4, 2]
+
+
+def reference_gradients(net, X, T, reduction):
+    """Squared-error gradients of the network, layer by layer from the twins."""
+    acts = net.activations
+    A = [X]
+    for W, b, g in zip(net.weights, net.biases, acts):
+        A.append(ref.dense_forward(A[-1], np.asarray(W), np.asarray(b), g))
+    J, dY = ref.squared_error(A[-1], T, reduction)
+    gW, gb = [], []
+    for l in reversed(range(len(net.weights))):
+        dY, dW, db = ref.dense_backward(dY, A[l], np.asarray(net.weights[l]), A[l + 1], acts[l])
+        gW.insert(0, dW)
+        gb.insert(0, db)
+    return J, gW, gb
+
+
+def variants(rng, shape, rows_too):
+    a = rng.standard_normal(shape)
+    more_rows = [("rows", np.ones((shape[0] + 1, shape[1])))] if rows_too else []
+    return st.sampled_from(more_rows + [
+        ("ok", a), ("ok", a), ("list", a.tolist()), ("float32", a.astype(np.float32)),
+        ("int", (a * 3).astype(np.int64)), ("fortran", np.asfortranarray(a)),
+        ("strided", np.repeat(a, 2, axis=1)[:, ::2]), ("none", None), ("0d", np.array(1.0)),
+        ("3d", a[None]), ("1d", a.ravel()), ("wide", np.ones((shape[0], shape[1] + 1))),
+        ("nan", np.where(a > 1, np.nan, a)),
+        ("inf", np.where(a > 1, np.inf, a)), ("huge", a * 1e150), ("str", "abc"),
+        ("object", a.astype(object)), ("bigendian", a.astype(">f8"))])
+
+
+NET_COUNT = [0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def report_count(request):
+    yield
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    cm = request.config.pluginmanager.get_plugin("capturemanager")
+    if tr is not None and cm is not None and NET_COUNT[0]:
+        with cm.global_and_fixture_disabled():
+            tr.write_line(f"\n[test_network] network fuzz cases tried: {NET_COUNT[0]}")
+
+
+@settings(max_examples=4 * settings().max_examples)
+@given(data=st.data())
+def test_network_methods_give_the_right_answer_or_a_clear_error(data):
+    n = data.draw(st.integers(0, 5), label="n")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    xk, X = data.draw(variants(rng, (n, SIZES[0]), False), label="X")
+    tk, T = data.draw(variants(rng, (n, SIZES[-1]), True), label="T")
+    method = data.draw(st.sampled_from(["gradients", "train_step", "predict", "fit", "loss"]))
+    reduction = data.draw(st.sampled_from(["sum", "mean", "half", "avg", None]), label="reduction")
+    net = MLP(SIZES, activation="tanh", seed=0)
+    before = params_bytes(net)
+    NET_COUNT[0] += 1
+    try:
+        with np.errstate(all="ignore"):
+            if method == "gradients":
+                out = net.gradients(X, T, reduction=reduction)
+            elif method == "train_step":
+                out = net.train_step(X, T, lr=0.1, reduction=reduction)
+            elif method == "predict":
+                out = net.predict(X, check_finite=False)
+            elif method == "fit":
+                out = net.fit(X, T, epochs=1, batch_size=2, lr=0.1, reduction=reduction, seed=0,
+                              progress=False)
+            else:
+                out = net.loss(X, T, reduction=reduction, check_finite=False)
+    except (TypeError, ValueError) as e:
+        assert str(e), "an error without a message"
+        assert params_bytes(net) == before, "a refused call changed the weights"
+        # whatever is fine must not have been refused
+        must_work = xk == "ok" and (tk == "ok" or method == "predict") and \
+            (reduction in ("sum", "mean", "half") or method == "predict") and \
+            not (method == "fit" and n == 0)
+        assert not must_work, f"{method} refused valid input: {e}"
+        return
+    # accepted: the input must have been usable, and the answer right
+    assert xk in ("ok", "list", "float32", "int", "fortran", "strided", "nan", "inf", "huge",
+                  "object", "bigendian"), f"{method} accepted X of kind {xk}"
+    Xf = np.asarray(X, dtype=np.float64)
+    if method == "predict":
+        fresh = MLP(SIZES, activation="tanh", seed=0)
+        Y = Xf
+        for W, b, g in zip(fresh.weights, fresh.biases, fresh.activations):
+            Y = ref.dense_forward(Y, np.asarray(W), np.asarray(b), g)
+        np.testing.assert_allclose(out, Y, rtol=1e-12, atol=1e-300)
+    elif method == "gradients" and xk in ("ok", "huge") and tk in ("ok", "huge"):
+        J, gW, gb = reference_gradients(net, Xf, np.asarray(T, dtype=np.float64), reduction)
+        np.testing.assert_allclose(out[0], J, rtol=1e-10)
+        for g, w in zip((*out[1], *out[2]), (*gW, *gb)):
+            np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12 * (1 + np.abs(w).max(initial=0)))
+
+
+# ---------------------------------------------------------------------------
+# Resident memory
+# ---------------------------------------------------------------------------
+
+def test_10k_training_steps_leave_rss_flat():
+    network = pytest.importorskip("fastbp.network")
+    rng = np.random.default_rng(2)
+    X, T = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
+    net = network.MLP([4, 8, 2], activation="tanh", seed=0)
+    grown, *_ = growth(lambda: net.train_step(X, T, lr=1e-3), 10_000, warmup=500)
+    assert grown < RSS_BOUND, grown

@@ -1,6 +1,7 @@
-"""fit: learning on small problems and on scikit-learn's bundled data,
-the loop's bookkeeping (history, early stopping, callbacks, shuffling), its
-input checks and its thread guard."""
+"""fastbp.training (MLP.fit, MLP.loss): learning on small problems and on
+scikit-learn's bundled data, the loop's bookkeeping (history, early
+stopping, callbacks, shuffling), bitwise-reproducible fits, its input checks
+and its thread guard."""
 
 import io
 import sys
@@ -12,6 +13,8 @@ import pytest
 
 from fastbp.network import MLP
 from fastbp.optim import SGD, Adam
+
+from conftest import params_bytes, random_regression
 
 
 def test_xor_with_2_4_1_sigmoid():
@@ -374,3 +377,22 @@ def test_fit_bad_sample_weight(w, match):
     with pytest.raises(ValueError, match=match):
         net.fit(X, T, epochs=1, sample_weight=w)
     assert np.array_equal(net.params, before)
+
+
+# ---------------------------------------------------------------------------
+# Determinism
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_fit_with_a_seed_gives_bitwise_the_same_weights_twice(optimizer):
+    X, T = random_regression(n=100)
+    runs = []
+    for _ in range(2):
+        net = MLP([5, 16, 8, 3], activation="relu", seed=3)
+        history = net.fit(X, T, epochs=4, batch_size=32, lr=0.01, optimizer=optimizer,
+                          shuffle=True, seed=11)
+        runs.append((params_bytes(net), history["loss"]))
+    assert runs[0] == runs[1]
+    other = MLP([5, 16, 8, 3], activation="relu", seed=3)
+    other.fit(X, T, epochs=4, batch_size=32, lr=0.01, optimizer=optimizer, shuffle=True, seed=12)
+    assert params_bytes(other) != runs[0][0]  # the seed does drive the shuffle

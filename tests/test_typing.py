@@ -1,6 +1,10 @@
 """Typing: every .pyi stub of a compiled module matches its real signatures,
 the package ships py.typed, and mypy (when installed) passes on the package
-and the examples."""
+and the examples.
+
+Cross-cutting: these check the stubs and type annotations of every module at
+once, no single module's behaviour (each module's own tests are in
+tests/test_<module>.py)."""
 
 import ast
 import importlib

@@ -1,5 +1,6 @@
-"""No leaks: resident memory stays flat over 100,000 calls of each kernel
-(valid and refused), threads that come and go, and 10,000 training steps.
+"""fastbp._kernels, no leaks: resident memory stays flat over 100,000 calls
+of each kernel (valid and refused) and threads that come and go.  (The
+network's 10,000 training steps are in tests/test_network.py.)
 
 Shapes are tiny so that the runs take seconds; a leak of even one small
 output array per call (≥ 100 bytes) would grow RSS by ≥ 10 MB."""
@@ -12,25 +13,8 @@ import pytest
 
 import fastbp
 
-PAGE = 4096
-BOUND = 1 << 20  # 1 MiB of allocator noise allowed after warm-up
-
-
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def growth(step, calls, warmup=2000):
-    """RSS after ``calls`` runs of ``step`` minus RSS after warm-up."""
-    for _ in range(warmup):
-        step()
-    before = rss()
-    for _ in range(calls):
-        step()
-    after = rss()
-    sys.stderr.write(f"RSS {before / 2**20:.2f} MiB -> {after / 2**20:.2f} MiB\n")
-    return after - before, before, after
+from conftest import RSS_BOUND as BOUND
+from conftest import growth
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +85,3 @@ def test_threads_that_exit_free_their_scratch():
 
     grown, *_ = growth(lambda: spawn(1), 1000, warmup=50)
     assert grown < 4 * BOUND, grown  # 1000 leaked buffers would be 80 MB
-
-
-def test_10k_training_steps_leave_rss_flat():
-    network = pytest.importorskip("fastbp.network")
-    rng = np.random.default_rng(2)
-    X, T = rng.standard_normal((8, 4)), rng.standard_normal((8, 2))
-    net = network.MLP([4, 8, 2], activation="tanh", seed=0)
-    grown, *_ = growth(lambda: net.train_step(X, T, lr=1e-3), 10_000, warmup=500)
-    assert grown < BOUND, grown

@@ -1,9 +1,9 @@
-"""Numerics of the kernels: NaN and ±inf go exactly where the reference puts
-them (every output, tiny and larger products), and finite inputs up to ±1e308
-raise no warning and give the reference's elementwise results.
+"""fastbp._kernels, numerics: NaN and ±inf go exactly where the reference
+puts them (every output, tiny and larger products), and finite inputs up to
+±1e308 raise no warning and give the reference's elementwise results.
 
-(Activation limits and db's NaN pattern are in test_kernels.py; the
-network's losses at ±1e300 are in test_reliability_network.py.)"""
+(Activation limits and db's NaN pattern are in test__kernels_vs_reference.py;
+the network's losses at ±1e300 are in tests/test_network.py.)"""
 
 import warnings
 

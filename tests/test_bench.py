@@ -1,5 +1,6 @@
-"""The benchmark CLI, end to end on tiny shapes: structure and verification,
-never speed (timings on a shared machine prove nothing in a unit test)."""
+"""fastbp.bench, the benchmark CLI, end to end on tiny shapes: structure and
+verification, never speed (timings on a shared machine prove nothing in a
+unit test)."""
 
 import io
 import json

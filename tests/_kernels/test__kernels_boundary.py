@@ -1,4 +1,5 @@
-"""The API boundary: out= buffers, allocation, untouched inputs, bad input, threads."""
+"""fastbp._kernels at the API boundary: out= buffers, allocation, untouched
+inputs, bad input, threads."""
 
 import threading
 import tracemalloc

@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of every public kernel at the API boundary.
+"""fastbp._kernels: Hypothesis fuzzing of every public kernel at the API boundary.
 
 Each argument is drawn either valid or broken (wrong dtype, shape, strides,
 alignment, None, a list, 0-d/3-d, read-only or aliasing out buffers) and
@@ -55,7 +55,7 @@ def report_count(request):
     cm = request.config.pluginmanager.get_plugin("capturemanager")
     if tr is not None and cm is not None:
         with cm.global_and_fixture_disabled():
-            tr.write_line(f"\n[test_fuzz] fuzz cases tried: {sum(COUNT.values())} "
+            tr.write_line(f"\n[test__kernels_fuzz] fuzz cases tried: {sum(COUNT.values())} "
                           f"({COUNT['valid']} valid calls checked against the reference, "
                           f"{COUNT['refused']} refused with the documented error)")
 

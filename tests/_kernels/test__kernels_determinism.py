@@ -1,8 +1,9 @@
-"""Bitwise determinism: repeated calls, BLAS thread counts 1 and 2, buffer
-alignment, and fastbp's own sums in their documented fixed order.
+"""fastbp._kernels, bitwise determinism: repeated calls, BLAS thread counts
+1 and 2, buffer alignment, and fastbp's own sums in their documented fixed
+order.
 
-(Concurrent calls on shared inputs are in test_api.py; fit in
-test_reliability_network.py.)"""
+(Concurrent calls on shared inputs are in test__kernels_boundary.py; fit's
+in tests/test_training.py.)"""
 
 import functools
 

@@ -1,4 +1,5 @@
-"""Every compiled kernel against its NumPy twin in fastbp.reference."""
+"""fastbp._kernels: every compiled kernel against its NumPy twin in
+fastbp.reference, and against finite differences."""
 
 import os
 import pathlib
@@ -77,9 +78,10 @@ def test_matmul_abt_forms_with_and_without_small_matrix_kernels(coretype):
     env.pop("OPENBLAS_CORETYPE", None)
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
-    code = (f"import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n"
+    here = pathlib.Path(__file__).resolve()  # this file, and tests/ for its conftest import
+    code = (f"import sys; sys.path[:0] = [{str(here.parent)!r}, {str(here.parents[1])!r}]\n"
             "import numpy as np, threadpoolctl\n"
-            "from test_kernels import check_abt_forms\n"
+            f"from {here.stem} import check_abt_forms\n"
             "for threads in (1, 2):\n"
             "    with threadpoolctl.threadpool_limits(threads, user_api='blas'):\n"
             "        check_abt_forms(np.random.default_rng(threads))\n"

@@ -1,7 +1,11 @@
-"""A training step's batch split over two threads (NetworkCore._plan and
-_team.h): the same loss and gradient as on one thread, the update done half
-on each thread, the compiled epoch against the same loop written step by
-step, and the ways the split is turned off."""
+"""fastbp._network, the compiled network core (NetworkCore): a training
+step's batch split over two threads (NetworkCore._plan and _team.h) gives the
+same loss and gradient as on one thread, with the update done half on each
+thread; the ways the split is turned off; the compiled epoch against the same
+loop written step by step; the optimisers' update fused into the step; what
+a pass reports besides the loss.
+
+(fastbp.MLP's own tests, which run on this core, are in tests/test_network.py.)"""
 
 import os
 import subprocess
@@ -14,6 +18,8 @@ import pytest
 from fastbp import _network, _optim
 from fastbp.network import MLP, _codes
 from fastbp.optim import SGD, Adam, Momentum
+
+from conftest import softmax
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -461,3 +467,22 @@ def test_fused_update_refuses_bad_state_before_any_change():
     with pytest.raises(ValueError, match="update code"):
         net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, 7)
     assert np.array_equal(net.params, before)
+
+
+# ---------------------------------------------------------------------------
+# What a pass reports besides the loss
+# ---------------------------------------------------------------------------
+
+def test_core_reports_the_worst_row_cross_entropy(rng):
+    # used by fastbp.sklearn to see, without another pass, whether any
+    # probability fell below scikit-learn's clipping threshold
+    net = MLP([4, 6, 3], activation="tanh", seed=1)
+    X, y = rng.standard_normal((9, 4)), rng.integers(0, 3, 9)
+    w = rng.uniform(0.5, 2.0, 9)
+    w[np.argmax(-np.log(softmax(net.forward(X))[np.arange(9), y]))] = 0.0  # the worst row weighs 0
+    for sample_weight in (None, w):
+        net.gradients(X, y, loss="cross_entropy", sample_weight=sample_weight)
+        row_loss = -np.log(softmax(net.forward(X))[np.arange(9), y])
+        if sample_weight is not None:
+            row_loss = row_loss[sample_weight > 0]
+        assert net._core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)
