@@ -16,7 +16,7 @@ error that lists the choices; ``code(kind, name)`` looks up one.
 """
 
 
-def _names(enum):
+cdef tuple _names(object enum):
     members = sorted(enum, key=int)
     assert [int(m) for m in members] == list(range(len(members))), enum  # codes index the tuple
     return tuple(m.name.split("_", 1)[1].lower() for m in members)
@@ -45,14 +45,14 @@ cpdef object code(str kind, object name):
         raise ValueError(f"{kind} must be one of {names}, got {name!r}") from None
 
 
-def codes(**names):
-    """The codes (IntEnum members) of the given names, in the order given:
+def codes(activation=None, loss=None, reduction=None, update=None):
+    """The codes (IntEnum members) of the names given, in this order:
     ``codes(loss="cross_entropy", reduction="mean")`` is
-    ``(Loss.LOSS_CROSS_ENTROPY, Reduction.RED_MEAN)``; one keyword gives one
-    code.  Keywords: activation, loss, reduction, update.  An unknown name
-    raises ValueError listing the choices."""
-    for kind in names:
-        if kind not in _TABLES:
-            raise TypeError(f"codes() takes activation, loss, reduction or update, got {kind!r}")
-    found = tuple(code(kind, name) for kind, name in names.items())
+    ``(Loss.LOSS_CROSS_ENTROPY, Reduction.RED_MEAN)``; one name gives one
+    code.  An unknown name raises ValueError listing the choices."""
+    found = tuple(code(kind, name) for kind, name in (
+        ("activation", activation), ("loss", loss), ("reduction", reduction), ("update", update))
+        if name is not None)
+    if not found:
+        raise TypeError("codes() needs a name: activation=, loss=, reduction= or update=")
     return found[0] if len(found) == 1 else found

@@ -1,6 +1,6 @@
 # Type stubs of the compiled core (src/fastbp/_kernels.pyx).
 # tests/test_typing.py holds every signature here to the compiled one.
-from typing import Final, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -8,9 +8,6 @@ import numpy.typing as npt
 _F64 = npt.NDArray[np.float64]
 _Activation = Literal["identity", "sigmoid", "tanh", "relu"]
 _Reduction = Literal["sum", "half", "mean"]
-
-ACTIVATIONS: Final[tuple[str, ...]]
-REDUCTIONS: Final[tuple[str, ...]]
 
 def matmul_abt(A: _F64, B: _F64, out: _F64 | None = None) -> _F64: ...
 def matmul_abt_backward(

@@ -1,19 +1,25 @@
-# Stubs of the compiled network passes (src/fastbp/_network.pyx).
-from typing import Any, Sequence
+# Stubs of the compiled network core (src/fastbp/_network.pyx).
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from fastbp._optim import UpdateSpec
+
 _F64 = npt.NDArray[np.float64]
 
-LOSSES: tuple[str, ...]
-REDUCTIONS: tuple[str, ...]
-UPDATES: tuple[str, ...]
-
-def activation_code(name: Any) -> int: ...
 def all_finite(a: _F64) -> bool: ...
-def gather_rows(src: npt.NDArray[Any], index: npt.NDArray[np.int64], start: int, count: int,
-                dst: npt.NDArray[Any]) -> None: ...
+
+class Objective:
+    alpha: float
+    grad_scale: float
+    loss_scale: float
+    held_units: int
+    weigh_by_rows: bool
+    eps_before_correction: bool
+    def __init__(self, *, alpha: float = 0.0, grad_scale: float = 1.0, loss_scale: float = 1.0,
+                 held_units: int = 0, weigh_by_rows: bool = False,
+                 eps_before_correction: bool = False) -> None: ...
 
 class NetworkCore:
     n_layers: int
@@ -21,19 +27,18 @@ class NetworkCore:
     softmax_output: bool
     worst_row_loss: float
     split_steps: int
-    def __init__(self, sizes: Sequence[int], act_codes: Sequence[int], params: _F64,
-                 grads: _F64, softmax_output: bool = False) -> None: ...
+    def __init__(self, sizes: Sequence[int], activations: Sequence[int], params: _F64,
+                 grads: _F64, *, softmax_output: bool = False) -> None: ...
     def reserve(self, rows: int) -> None: ...
-    def step(self, X: _F64, T: Any, loss: int = 0, reduction: int = 0,
-             sample_weight: Any = None, backward: bool = True, lr: float = 0.0,
-             weight_decay: float = 0.0, update: int = 0, momentum: float = 0.0,
-             beta1: float = 0.0, beta2: float = 0.0, eps: float = 0.0, t: int = 0,
-             m: _F64 | None = None, v: _F64 | None = None) -> float: ...
-    def epoch(self, X: _F64, T: Any, order: npt.NDArray[np.int64] | None, batch_size: int,
-              loss: int, sample_weight: _F64 | None, X_buf: _F64, T_buf: npt.NDArray[Any],
-              kind: int, lr: float, momentum: float, beta1: float, beta2: float, eps: float,
-              t: int, m: _F64 | None, v: _F64 | None, alpha: float, grad_scale: float,
-              loss_scale: float, held_units: int) -> tuple[float, int]: ...
+    def step(self, X: _F64, T: Any, *, loss: int = 0, reduction: int = 0,
+             sample_weight: _F64 | None = None, backward: bool = True,
+             update: UpdateSpec | None = None) -> float: ...
+    def epoch(self, X: _F64, T: Any, *, batch_size: int, loss: int = 0, reduction: int = 2,
+              update: UpdateSpec | None = None, order: npt.NDArray[np.int64] | None = None,
+              buffers: tuple[_F64, npt.NDArray[Any]] | None = None,
+              sample_weight: _F64 | None = None, objective: Objective | None = None,
+              after_gradient: Callable[[int], Any] | None = None,
+              batch_weights: _F64 | None = None) -> float: ...
     def forward(self, X: _F64, out: _F64) -> _F64: ...
-    def per_example_grad_norms(self, X: _F64, T: Any, loss: int, reduction: int,
-                               sample_weight: Any, out: _F64) -> _F64: ...
+    def per_example_grad_norms(self, X: _F64, T: Any, out: _F64, *, loss: int = 0,
+                               reduction: int = 0, sample_weight: _F64 | None = None) -> _F64: ...

@@ -1,0 +1,34 @@
+# Stubs of the compiled core's codes (src/fastbp/_enums.pyx).
+from enum import IntEnum
+from typing import Any, Final
+
+class Activation(IntEnum):
+    ACT_IDENTITY = 0
+    ACT_SIGMOID = 1
+    ACT_TANH = 2
+    ACT_RELU = 3
+
+class Loss(IntEnum):
+    LOSS_SQUARED_ERROR = 0
+    LOSS_CROSS_ENTROPY = 1
+
+class Reduction(IntEnum):
+    RED_SUM = 0
+    RED_HALF = 1
+    RED_MEAN = 2
+
+class Update(IntEnum):
+    UPD_NONE = 0
+    UPD_SGD = 1
+    UPD_MOMENTUM = 2
+    UPD_NESTEROV = 3
+    UPD_ADAM = 4
+
+ACTIVATIONS: Final[tuple[str, ...]]
+LOSSES: Final[tuple[str, ...]]
+REDUCTIONS: Final[tuple[str, ...]]
+UPDATES: Final[tuple[str, ...]]
+
+def code(kind: str, name: Any) -> IntEnum: ...
+def codes(activation: Any = None, loss: Any = None, reduction: Any = None,
+          update: Any = None) -> Any: ...

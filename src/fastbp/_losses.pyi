@@ -1,0 +1,6 @@
+# Stubs of the compiled losses and softmax (src/fastbp/_losses.pyx).
+import numpy as np
+import numpy.typing as npt
+
+def loss_scale(reduction: int, n: int) -> float: ...
+def softmax(Z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...
