@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from fastbp import _network, _optim
-from fastbp.network import MLP, _codes
+from fastbp._enums import UPDATES, Update, codes
+from fastbp._network import Objective
+from fastbp._optim import UpdateSpec
+from fastbp.network import MLP
 from fastbp.optim import SGD, Adam, Momentum
 
 from conftest import softmax
@@ -81,19 +84,19 @@ def test_split_step_gives_the_one_thread_loss_and_gradient(rng, activation, loss
     w = rng.uniform(0.0, 2.0, ROWS) if weighted else None
     if weighted:
         w[:5] = 0.0  # rows of weight 0 in part 0 (left out of the worst row)
-    lc, rc = _codes(loss, reduction)
+    lc, rc = codes(loss=loss, reduction=reduction)
     with one_thread():
-        J1 = net._core.step(X, T, lc, rc, w, True)
-        g1, worst1 = net.grads.copy(), net._core.worst_row_loss
+        J1 = net.core.step(X, T, loss=lc, reduction=rc, sample_weight=w)
+        g1, worst1 = net.grads.copy(), net.core.worst_row_loss
     net.grads[...] = np.nan  # every entry must be written again
-    before = net._core.split_steps
+    before = net.core.split_steps
     with two_threads():
-        J2 = net._core.step(X, T, lc, rc, w, True)
-    need_split(net._core, before)
+        J2 = net.core.step(X, T, loss=lc, reduction=rc, sample_weight=w)
+    need_split(net.core, before)
     assert_close(J2, J1)
     assert_close(net.grads, g1)
     if loss == "cross_entropy":
-        assert net._core.worst_row_loss == pytest.approx(worst1, rel=RTOL)
+        assert net.core.worst_row_loss == pytest.approx(worst1, rel=RTOL)
 
 
 CHUNK_SCRIPT = """
@@ -107,12 +110,12 @@ for sizes, act, rows in (([64, 100, 10], "relu", 200), ([40, 160, 90, 3], "tanh"
     net = MLP(sizes, activation=act, seed=0)
     X = rng.standard_normal((rows, sizes[0])); T = rng.standard_normal((rows, sizes[-1]))
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
-        J1 = net._core.step(X, T, 0, 2, None, True); g1 = net.grads.copy()
+        J1 = net.core.step(X, T, reduction=2); g1 = net.grads.copy()
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        J2 = net._core.step(X, T, 0, 2, None, True)
+        J2 = net.core.step(X, T, reduction=2)
     assert abs(J2 - J1) <= 1e-12 * abs(J1), (J1, J2)
     np.testing.assert_allclose(net.grads, g1, rtol=1e-12, atol=1e-12 * np.abs(g1).max())
-    print(net._core.split_steps, end=" ")
+    print(net.core.split_steps, end=" ")
 """
 
 
@@ -134,29 +137,29 @@ def test_split_parts_with_larger_products(coretype):
 def test_split_sgd_step_updates_both_halves_and_keeps_the_whole_gradient(rng):
     X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
     one, two = make_net(), make_net()
-    lc, rc = _codes("squared_error", "mean")
+    lc, rc = codes(loss="squared_error", reduction="mean")
     for _ in range(3):
         with one_thread():
-            one._core.step(X, T, lc, rc, None, True, 0.05, 0.01, True)
-        before = two._core.split_steps
+            one.core.step(X, T, loss=lc, reduction=rc, update=UpdateSpec(Update.UPD_SGD, lr=0.05, weight_decay=0.01))
+        before = two.core.split_steps
         with two_threads():
-            two._core.step(X, T, lc, rc, None, True, 0.05, 0.01, True)
-        need_split(two._core, before)
+            two.core.step(X, T, loss=lc, reduction=rc, update=UpdateSpec(Update.UPD_SGD, lr=0.05, weight_decay=0.01))
+        need_split(two.core, before)
         assert_close(two.params, one.params)
         assert_close(two.grads, one.grads)  # the helper's half copied back
 
 
 def test_no_split_on_one_blas_thread_or_below_the_bounds(rng):
     net = make_net()
-    lc, rc = _codes("squared_error", "sum")
+    lc, rc = codes(loss="squared_error", reduction="sum")
     X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
     with one_thread():
-        net._core.step(X, T, lc, rc, None, True)
+        net.core.step(X, T, loss=lc, reduction=rc)
     small = ROWS // 8  # under 2^20 multiply-adds in all
     with two_threads():
-        net._core.step(X[:small], T[:small], lc, rc, None, True)
-        net._core.step(X, T, lc, rc, None, False)  # the loss alone is not split
-    assert net._core.split_steps == 0
+        net.core.step(X[:small], T[:small], loss=lc, reduction=rc)
+        net.core.step(X, T, loss=lc, reduction=rc, backward=False)  # the loss alone is not split
+    assert net.core.split_steps == 0
 
 
 FORK_SCRIPT = f"""
@@ -169,8 +172,8 @@ def gradient():
     rng = np.random.default_rng(7)
     X, T = rng.standard_normal(({ROWS}, {SIZES[0]})), rng.standard_normal(({ROWS}, {SIZES[-1]}))
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        net._core.step(X, T, 0, 0, None, True)
-    return net.grads, net._core.split_steps
+        net.core.step(X, T)
+    return net.grads, net.core.split_steps
 
 want, _ = gradient()  # the parent's helper now exists
 read, write = os.pipe()
@@ -206,11 +209,11 @@ def test_a_forked_child_starts_its_own_helper():
 def test_two_python_threads_stepping_at_once_get_their_own_results(rng):
     # the helper serves one caller at a time; the other runs both parts itself
     X, T = rng.standard_normal((ROWS, SIZES[0])), rng.standard_normal((ROWS, SIZES[-1]))
-    lc, rc = _codes("squared_error", "mean")
+    lc, rc = codes(loss="squared_error", reduction="mean")
 
     def train(net, steps=40):
         for _ in range(steps):
-            net._core.step(X, T, lc, rc, None, True, 0.01, 0.0, True)
+            net.core.step(X, T, loss=lc, reduction=rc, update=UpdateSpec(Update.UPD_SGD, lr=0.01))
 
     with one_thread():
         want = make_net(seed=1)
@@ -233,8 +236,8 @@ def test_fastbp_no_team_in_the_environment_turns_the_split_off():
         f"net = MLP({SIZES})\n"
         f"X = np.ones(({ROWS}, {SIZES[0]})); T = np.ones(({ROWS}, {SIZES[-1]}))\n"
         "with threadpoolctl.threadpool_limits(2, user_api='blas'):\n"
-        "    net._core.step(X, T, 0, 0, None, True)\n"
-        "print(net._core.split_steps)\n")
+        "    net.core.step(X, T)\n"
+        "print(net.core.split_steps)\n")
     env = dict(os.environ, FASTBP_NO_TEAM="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, check=True)
@@ -249,7 +252,7 @@ def test_fastbp_no_team_in_the_environment_turns_the_split_off():
 def loop_epoch(net, X, T, order, bs, loss, sw, kind, lr, momentum, beta1, beta2, eps, t,
                state, alpha, c, scale, held):
     """scikit-learn's epoch, batch by batch in Python: what epoch() does."""
-    lc, rc = _codes(loss, "mean")
+    lc, rc = codes(loss=loss, reduction="mean")
     n = X.shape[0]
     total = 0.0
     idx_all = np.arange(n) if order is None else order
@@ -263,8 +266,8 @@ def loop_epoch(net, X, T, order, bs, loss, sw, kind, lr, momentum, beta1, beta2,
             continue
         penalty = 0.5 * alpha * float(np.dot(net.params[:nw], net.params[:nw])) / norm
         wd = c * alpha / norm
-        J = net._core.step(np.ascontiguousarray(X[idx]), np.ascontiguousarray(T[idx]), lc, rc,
-                           wb, True)
+        J = net.core.step(np.ascontiguousarray(X[idx]), np.ascontiguousarray(T[idx]), loss=lc,
+                          reduction=rc, sample_weight=wb)
         if kind == "sgd":
             _optim.sgd_update(net.params, net.grads, lr, wd, nw)
         elif kind in ("momentum", "nesterov"):
@@ -295,21 +298,25 @@ def test_epoch_is_the_step_by_step_loop(rng, kind, shuffle, threads):
     states = [np.zeros(want.params.size), np.zeros(want.params.size)]
     mine = [np.zeros(got.params.size), np.zeros(got.params.size)]
     t_want = t_got = 0
+    spec = UpdateSpec(UPDATES.index(kind), lr=args["lr"], momentum=args["momentum"],
+                      beta1=args["beta1"], beta2=args["beta2"], eps=args["eps"],
+                      m=mine[0] if kind != "sgd" else None, v=mine[1] if kind == "adam" else None)
     Xb, Tb = np.empty((bs, SIZES[0])), np.empty(bs, np.int64)
     limit = threadpoolctl.threadpool_limits(threads, user_api="blas")
     try:
         for _ in range(2):
             total_want, t_want = loop_epoch(want, X, y, order, bs, "cross_entropy", None, kind,
                                             t=t_want, state=states, **args)
-            total_got, t_got = got._core.epoch(
-                X, y, order, bs, 1, None, Xb, Tb, _network.UPDATES.index(kind), args["lr"],
-                args["momentum"], args["beta1"], args["beta2"], args["eps"], t_got,
-                mine[0] if kind != "sgd" else None, mine[1] if kind == "adam" else None,
-                args["alpha"], args["c"], args["scale"], 0)
+            total_got = got.core.epoch(
+                X, y, batch_size=bs, loss=1, order=order, buffers=(Xb, Tb), update=spec,
+                objective=Objective(alpha=args["alpha"], grad_scale=args["c"],
+                                    loss_scale=args["scale"], weigh_by_rows=True,
+                                    eps_before_correction=True))
+            t_got = spec.t
     finally:
         limit.restore_original_limits()
     if threads == 2:
-        need_split(got._core, 0)
+        need_split(got.core, 0)
     assert t_got == t_want
     assert_close(total_got, total_want, rtol=1e-11)
     assert_close(got.params, want.params, rtol=1e-11)
@@ -332,9 +339,14 @@ def test_epoch_weights_zero_weight_batches_and_held_units(rng):
     Xb, Tb = np.empty((bs, SIZES[0])), np.empty((bs, SIZES[-1]))
     total_want, t_want = loop_epoch(want, X, T, order, bs, "squared_error", sw, "adam", t=0,
                                     state=states, **args)
-    total_got, t_got = got._core.epoch(X, T, order, bs, 0, sw, Xb, Tb, _network.UPDATES.index("adam"),
-                                       0.01, 0.9, 0.9, 0.999, 1e-8, 0, mine[0], mine[1], 0.1,
-                                       2.0, 2.0, 1)
+    spec = UpdateSpec(Update.UPD_ADAM, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+                      m=mine[0], v=mine[1])
+    total_got = got.core.epoch(X, T, batch_size=bs, loss=0, order=order, buffers=(Xb, Tb),
+                               sample_weight=sw, update=spec,
+                               objective=Objective(alpha=0.1, grad_scale=2.0, loss_scale=2.0,
+                                                   held_units=1, weigh_by_rows=True,
+                                                   eps_before_correction=True))
+    t_got = spec.t
     assert t_got == t_want == -(-n // bs) - 1
     assert_close(total_got, total_want, rtol=1e-11)
     assert_close(got.params, want.params, rtol=1e-11)
@@ -344,49 +356,56 @@ def test_epoch_weights_zero_weight_batches_and_held_units(rng):
 N_PARAMS = MLP(SIZES).params.size
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(kind=9), "update code"),
-    (dict(order=np.array([0, 1, 99], np.int64)), "order holds row numbers"),
-    (dict(order=np.arange(3)[::-1].astype(np.int32)), "order must be a C-contiguous int64"),
-    (dict(held_units=10), "held_units"),
-    (dict(batch_size=0), "batch_size"),
-    (dict(X_buf=np.empty((1, SIZES[0]))), "X_buf"),
-    (dict(T_buf=np.empty(2, np.float64)), "T_buf"),
-    (dict(kind=_network.UPDATES.index("momentum")), "m must be"),  # no velocity given
-    (dict(kind=_network.UPDATES.index("momentum"), m=np.zeros(2 * N_PARAMS)[::2]),
-     "m must be a C-contiguous"),  # a strided view would be updated through a copy
-    (dict(kind=_network.UPDATES.index("adam"), m=np.zeros(N_PARAMS), v=np.zeros(N_PARAMS - 1)),
-     "v must be"),
-    (dict(sample_weight=np.ones(2)), "sample_weight"),
+@pytest.mark.parametrize("change, err, match", [
+    (dict(order=np.array([0, 1, 99], np.int64)), ValueError, "order holds row numbers"),
+    (dict(order=np.arange(3)[::-1].astype(np.int32)), TypeError, "order must have dtype int64"),
+    (dict(order=np.arange(6, dtype=np.int64)[::2]), ValueError, "order must be C-contiguous"),
+    (dict(objective=Objective(held_units=10)), ValueError, "held_units"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(buffers=(np.empty((1, SIZES[0])), np.empty(2, np.int64))), ValueError, "X_buf"),
+    (dict(buffers=(np.empty((2, SIZES[0])), np.empty(2, np.float64))), ValueError, "T_buf"),
+    (dict(buffers=None), TypeError, "buffers must be a pair"),
+    (dict(update=UpdateSpec(Update.UPD_MOMENTUM)), TypeError, "m must be a numpy.ndarray"),  # no velocity
+    (dict(update=UpdateSpec(Update.UPD_MOMENTUM, m=np.zeros(2 * N_PARAMS)[::2])),
+     ValueError, "m must be C-contiguous"),  # a strided view would be updated through a copy
+    (dict(update=UpdateSpec(Update.UPD_ADAM, m=np.zeros(N_PARAMS), v=np.zeros(N_PARAMS - 1))),
+     ValueError, "v must be"),
+    (dict(sample_weight=np.ones(2)), ValueError, "sample_weight"),
+    (dict(batch_weights=np.ones(5)), ValueError, "batch_weights"),
+    (dict(after_gradient=3), TypeError, "after_gradient must be callable"),
+    (dict(loss=7), ValueError, "loss code"),
 ])
-def test_epoch_refuses_bad_arguments(change, match):
+def test_epoch_refuses_bad_arguments(change, err, match):
     net = make_net()
     n = 3
     X, y = np.zeros((n, SIZES[0])), np.zeros(n, np.int64)
-    kw = dict(X=X, T=y, order=np.arange(n, dtype=np.int64), batch_size=2, loss=1,
-              sample_weight=None, X_buf=np.empty((2, SIZES[0])), T_buf=np.empty(2, np.int64),
-              kind=_network.UPDATES.index("sgd"), lr=0.1, momentum=0.0, beta1=0.0, beta2=0.0,
-              eps=0.0, t=0, m=None, v=None, alpha=0.0, grad_scale=1.0, loss_scale=1.0,
-              held_units=0)
+    kw = dict(batch_size=2, loss=1, order=np.arange(n, dtype=np.int64),
+              buffers=(np.empty((2, SIZES[0])), np.empty(2, np.int64)),
+              update=UpdateSpec(Update.UPD_SGD, lr=0.1))
     kw.update(change)
     before = net.params.copy()
-    with pytest.raises(ValueError, match=match):
-        net._core.epoch(*kw.values())
+    with pytest.raises(err, match=match):
+        net.core.epoch(X, y, **kw)
     assert np.array_equal(net.params, before)
+
+
+def test_update_spec_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="update code"):
+        UpdateSpec(9)
 
 
 def test_epoch_refuses_state_that_shares_memory_with_the_network():
     net = make_net()
     X, y = np.zeros((3, SIZES[0])), np.zeros(3, np.int64)
-    buf = (np.empty((2, SIZES[0])), np.empty(2, np.int64))
     before = net.params.copy()
     with pytest.raises(ValueError, match="m and grads share memory"):
-        net._core.epoch(X, y, None, 2, 1, None, *buf, _network.UPDATES.index("momentum"), 0.1,
-                        0.9, 0.0, 0.0, 0.0, 0, net.grads, None, 0.0, 1.0, 1.0, 0)
+        net.core.epoch(X, y, batch_size=2, loss=1,
+                       update=UpdateSpec(Update.UPD_MOMENTUM, lr=0.1, momentum=0.9, m=net.grads))
     m = np.zeros(net.params.size)
     with pytest.raises(ValueError, match="m and v share memory"):
-        net._core.epoch(X, y, None, 2, 1, None, *buf, _network.UPDATES.index("adam"), 0.1,
-                        0.0, 0.9, 0.999, 1e-8, 0, m, m, 0.0, 1.0, 1.0, 0)
+        net.core.epoch(X, y, batch_size=2, loss=1,
+                       update=UpdateSpec(Update.UPD_ADAM, lr=0.1, beta1=0.9, beta2=0.999,
+                                         eps=1e-8, m=m, v=m))
     assert np.array_equal(net.params, before)
 
 
@@ -421,7 +440,7 @@ def test_train_step_fuses_the_optimisers_update(rng, make_fused, make_plain, row
     X, T = rng.standard_normal((rows, SIZES[0])), rng.standard_normal((rows, SIZES[-1]))
     fused_net, plain_net = make_net(), make_net()
     fused, plain = make_fused(), make_plain()
-    assert fused._core_update(fused_net.params) is not None and plain._core_update(plain_net.params) is None
+    assert fused.update_spec(fused_net.params) is not None and plain.update_spec(plain_net.params) is None
     for _ in range(4):
         with one_thread():  # the same sums on both sides: bit for bit
             J1 = fused_net.train_step(X, T, optimizer=fused)
@@ -430,12 +449,12 @@ def test_train_step_fuses_the_optimisers_update(rng, make_fused, make_plain, row
         assert np.array_equal(fused_net.params, plain_net.params)
         assert np.array_equal(fused_net.grads, plain_net.grads)
     assert getattr(fused, "t", 4) == getattr(plain, "t", 4) == 4
-    before = fused_net._core.split_steps
+    before = fused_net.core.split_steps
     with two_threads():
         J1 = fused_net.train_step(X, T, optimizer=fused)
         J2 = plain_net.train_step(X, T, optimizer=plain)
     if rows == ROWS:
-        need_split(fused_net._core, before)
+        need_split(fused_net.core, before)
     assert_close(J1, J2)
     assert_close(fused_net.params, plain_net.params)
     assert_close(fused_net.grads, plain_net.grads)
@@ -458,14 +477,15 @@ def test_fused_update_refuses_bad_state_before_any_change():
     net = make_net()
     X, T = np.zeros((4, SIZES[0])), np.zeros((4, SIZES[-1]))
     before = net.params.copy()
-    with pytest.raises(ValueError, match="t must be >= 1"):
-        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, _network.UPDATES.index("adam"), 0.0,
-                       0.9, 0.999, 1e-8, 0, np.zeros(N_PARAMS), np.zeros(N_PARAMS))
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        net.core.step(X, T, update=UpdateSpec(Update.UPD_ADAM, lr=0.1, beta1=0.9, beta2=0.999,
+                                              eps=1e-8, t=-1, m=np.zeros(N_PARAMS),
+                                              v=np.zeros(N_PARAMS)))
     with pytest.raises(ValueError, match="m and params share memory"):
-        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, _network.UPDATES.index("momentum"),
-                       0.9, 0.0, 0.0, 0.0, 0, net.params, None)
-    with pytest.raises(ValueError, match="update code"):
-        net._core.step(X, T, 0, 0, None, True, 0.1, 0.0, 7)
+        net.core.step(X, T, update=UpdateSpec(Update.UPD_MOMENTUM, lr=0.1, momentum=0.9,
+                                              m=net.params))
+    with pytest.raises(ValueError, match="loss code"):
+        net.core.step(X, T, loss=7)
     assert np.array_equal(net.params, before)
 
 
@@ -485,4 +505,4 @@ def test_core_reports_the_worst_row_cross_entropy(rng):
         row_loss = -np.log(softmax(net.forward(X))[np.arange(9), y])
         if sample_weight is not None:
             row_loss = row_loss[sample_weight > 0]
-        assert net._core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)
+        assert net.core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)

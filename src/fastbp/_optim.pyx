@@ -78,6 +78,8 @@ cdef int load_update(UpdateSpec spec, Update *u, object params, object grads,
     if spec.kind == UPD_MOMENTUM or spec.kind == UPD_NESTEROV or spec.kind == UPD_ADAM:
         u.m = _state(spec.m, "m", n, params, grads)
     if spec.kind == UPD_ADAM:
+        if spec.t < 0:
+            raise ValueError(f"t must be >= 0 (the steps made so far), got {spec.t}")
         u.v = _state(spec.v, "v", n, params, grads)
         check_disjoint(spec.m, "m", spec.v, "v")
     return 0
