@@ -62,10 +62,10 @@ class Timer:
 
 def fused_steps(net, X, T, opt, comm, steps):
     """`steps` steps as fit runs them; per-phase seconds (sums) and wall time."""
-    from fastbp import _network
+    from fastbp._enums import Reduction
 
-    core, params, grads = net._core, net.params, net.grads
-    mean = _network.REDUCTIONS.index("mean")
+    core, params, grads = net.core, net.params, net.grads
+    mean = Reduction.RED_MEAN
     size = 1 if comm is None else comm.Get_size()
     tm = Timer()
     if comm is not None:
@@ -74,7 +74,7 @@ def fused_steps(net, X, T, opt, comm, steps):
     wall = time.perf_counter()
     for _ in range(steps):
         t0 = time.perf_counter()
-        core.step(X, T, 0, mean, None, True)
+        core.step(X, T, reduction=mean)
         t1 = time.perf_counter()
         tm.add("compute", t1 - t0)
         if comm is not None:
@@ -153,7 +153,7 @@ def worker(args):
         net = MLP(SIZES, activation="sigmoid", seed=0)
         X, T = rng.normal(size=(b, SIZES[0])), rng.normal(size=(b, SIZES[-1]))
         opt = SGD(lr=LR)
-        net._core.reserve(b)
+        net.core.reserve(b)
         fused_steps(net, X, T, opt, comm, 1)  # warm-up: workspace, pages, BLAS buffers
         best, phases = None, None
         for _ in range(args.repeats):

@@ -69,11 +69,11 @@ def main(argv=None):
         for _ in range(args.repeat):
             for threads in (1, 2):
                 with threadpool_limits(threads, user_api="blas"):
-                    before = net._core.split_steps
+                    before = net.split_steps
                     step()  # settle
                     times[threads].append(time_us(step, number))
                     if threads == 2:
-                        splits = net._core.split_steps - before
+                        splits = net.split_steps - before
         one, two = (float(np.median(times[t])) for t in (1, 2))
         print(f"| {'-'.join(map(str, sizes))} {act} | {rows} | {one:.1f} | {two:.1f} | "
               f"{one / two:.2f}× | {'yes' if splits else 'no'} |")
