@@ -434,6 +434,42 @@ OPTIMIZER_PAIRS = [
 ]
 
 
+def optimizer_state(opt):
+    """What an optimiser carries from one step to the next: Adam's step count
+    and moments, the velocity of momentum (and Nesterov's); SGD has none."""
+    if isinstance(opt, Adam):
+        return {"t": opt.t, "m": opt.m, "v": opt.v}
+    if isinstance(opt, Momentum):
+        return {"velocity": opt.velocity}
+    assert isinstance(opt, SGD), opt
+    return {}
+
+
+def assert_same_state(fused, plain, steps, exact):
+    """The fused optimiser's state is the plain one's after ``steps`` steps:
+    Adam's t is ``steps`` on both, every state array was written (not left
+    at its zeros) and equal, bit for bit when ``exact``."""
+    got, want = optimizer_state(fused), optimizer_state(plain)
+    assert got.keys() == want.keys()
+    if "t" in got:
+        assert got["t"] == want["t"] == steps
+    for name in sorted(got.keys() - {"t"}):
+        assert got[name] is not None and want[name] is not None, name
+        assert got[name].any() and want[name].any(), f"{name} was never written"
+        if exact:
+            assert np.array_equal(got[name], want[name]), f"{name} differs after {steps} steps"
+        else:
+            assert_close(got[name], want[name])
+
+
+def assert_sgd_rule(net, opt, before):
+    """SGD keeps no state: the step itself must be θ ← θ − lr (g + λ θ), the
+    penalty on the weights only, g the batch gradient left in grads."""
+    g = net.grads.copy()
+    g[:net.n_weights] += opt.weight_decay * before[:net.n_weights]
+    assert_close(net.params, before - opt.lr * g)
+
+
 @pytest.mark.parametrize("make_fused, make_plain", OPTIMIZER_PAIRS)
 @pytest.mark.parametrize("rows", [ROWS, 9])  # split, and too small to split
 def test_train_step_fuses_the_optimisers_update(rng, make_fused, make_plain, rows):
@@ -441,23 +477,30 @@ def test_train_step_fuses_the_optimisers_update(rng, make_fused, make_plain, row
     fused_net, plain_net = make_net(), make_net()
     fused, plain = make_fused(), make_plain()
     assert fused.update_spec(fused_net.params) is not None and plain.update_spec(plain_net.params) is None
-    for _ in range(4):
+    for step in range(1, 5):
+        before = fused_net.params.copy()
         with one_thread():  # the same sums on both sides: bit for bit
             J1 = fused_net.train_step(X, T, optimizer=fused)
             J2 = plain_net.train_step(X, T, optimizer=plain)
         assert J1 == J2
         assert np.array_equal(fused_net.params, plain_net.params)
         assert np.array_equal(fused_net.grads, plain_net.grads)
-    assert getattr(fused, "t", 4) == getattr(plain, "t", 4) == 4
-    before = fused_net.core.split_steps
+        assert_same_state(fused, plain, step, exact=True)  # what the next step starts from
+        if type(fused) is SGD:
+            assert_sgd_rule(fused_net, fused, before)
+    before = fused_net.params.copy()
+    split_before = fused_net.core.split_steps
     with two_threads():
         J1 = fused_net.train_step(X, T, optimizer=fused)
         J2 = plain_net.train_step(X, T, optimizer=plain)
     if rows == ROWS:
-        need_split(fused_net.core, before)
+        need_split(fused_net.core, split_before)
     assert_close(J1, J2)
     assert_close(fused_net.params, plain_net.params)
     assert_close(fused_net.grads, plain_net.grads)
+    assert_same_state(fused, plain, 5, exact=False)  # each thread's half of it too
+    if type(fused) is SGD:
+        assert_sgd_rule(fused_net, fused, before)
 
 
 @pytest.mark.parametrize("make_fused, make_plain", OPTIMIZER_PAIRS[1:4:2])
