@@ -1,4 +1,4 @@
-"""Data-parallel step time and scaling efficiency over MPI (issue 9).
+"""Data-parallel step time and scaling efficiency over MPI.
 
 Network [1024, 1024, 1024, 1024] (sigmoid), squared error "mean", SGD, local
 batch 512 and 1024, in three configurations:

@@ -1,4 +1,4 @@
-"""fastbp.distributed: data-parallel fit over MPI (issue 9).
+"""fastbp.distributed: data-parallel fit over MPI.
 
 The MPI runs are ``mpiexec -n 2 python tests/mpi_scripts/<script>.py``
 subprocesses with a timeout (a hang fails the test instead of blocking the

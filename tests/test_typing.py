@@ -90,14 +90,12 @@ def test_stub_declares_the_public_constants(module):
     assert consts == _stub_names(module, "constant")
 
 
-# Third-party packages without type information, and the compiled modules
-# whose stubs their owners have not written yet (the lead's TODO list).
+# Third-party packages without type information (every compiled module of
+# fastbp has its stub).
 MYPY_CONFIG = """\
 [mypy]
 warn_unused_ignores = True
 [mypy-scipy.*,sklearn.*,threadpoolctl.*,matplotlib.*,tqdm.*,mpi4py.*]
-ignore_missing_imports = True
-[mypy-fastbp._network,fastbp._optim]
 ignore_missing_imports = True
 """
 

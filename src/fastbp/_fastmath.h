@@ -1,6 +1,6 @@
 /* _fastmath.h -- vectorisable float64 activations and fused epilogues for fastbp.
  *
- * Included by _kernels.pyx; everything here runs without the GIL and touches
+ * Included by _kernels.pyx and _losses.pyx; everything here runs without the GIL and touches
  * no Python API and no global state of its own.
  *
  * Why a header of our own: libm's exp/tanh are scalar calls (several ns per
@@ -10,7 +10,7 @@
  * (AVX-512, AVX2 + FMA, baseline SSE2) with the copy chosen from the CPU at
  * run time; the wheel itself keeps the x86-64 baseline.
  *
- * Accuracy (benchmarks/fastmath_check.py, against NumPy and mpmath): exp and
+ * Accuracy (tests/test__fastmath.py, against NumPy and mpmath): exp and
  * tanh are within 1 ulp of the correctly rounded value, sigmoid within 2 (the
  * rounding of 1/(1+e) itself, as in NumPy), and all three within 2 ulp of
  * NumPy for every double; exp has exact 0 / subnormal / +inf limits; NaN in

@@ -1,8 +1,8 @@
 /* _update.h -- vectorised optimiser updates (SGD, momentum, Adam) for fastbp.
  *
- * Included by _optim.pyx and _network.pyx (whose fused SGD step calls
- * fb_sgd_update, so there is one implementation).  No GIL, no Python API,
- * no global state of its own.
+ * Included (through _update.pxd) by _optim.pyx alone: its update_range is
+ * what the network core's fused step calls, so there is one implementation.
+ * No GIL, no Python API, no global state of its own.
  *
  * Why: the same loops written in Cython stayed scalar (a j < n_decay branch
  * per element, sqrt that may set errno, buffers that may alias), and Adam

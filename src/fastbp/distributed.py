@@ -30,7 +30,7 @@ import numpy as np
 
 from fastbp._checks import check_buffer
 from fastbp._enums import Reduction
-from fastbp.checkpoint import save as save_file
+from fastbp import checkpoint
 from fastbp.sync import LocalSync
 
 __all__ = ["shard", "check_comm", "allreduce_sum", "broadcast", "save", "FitSync"]
@@ -95,7 +95,7 @@ def save(net, path, comm):
     failure, own = None, None
     if comm.Get_rank() == 0:
         try:
-            save_file(net, path)
+            checkpoint.save(net, path)
         except Exception as exc:  # the others must hear of it, not wait forever
             own = exc
             failure = f"{type(exc).__name__}: {exc}"

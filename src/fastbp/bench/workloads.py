@@ -23,7 +23,7 @@ IMPL_FASTBP = "fastbp"
 IMPL_REFERENCE = "numpy"
 PEER_NAMES = ("torch", "jax", "sklearn")
 
-# Default suite of issue 5: kernels at these (N, K, D) ...
+# The default suite: kernels at these (N, K, D) ...
 KERNEL_SHAPES = ((8, 8, 8), (32, 64, 64), (256, 256, 256), (1024, 1024, 1024))
 # ... and one training step of these networks (layer sizes, batch size).
 NETWORKS = (((64, 64, 64, 1), 32), ((784, 256, 256, 10), 128),
