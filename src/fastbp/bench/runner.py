@@ -94,10 +94,18 @@ def comparable(w, arrays, seed=0):
     return arrays
 
 
+def _instance(w, impl, seed=0):
+    """An Instance of ``w`` for fastbp, the reference or a peer."""
+    if impl in (IMPL_FASTBP, IMPL_REFERENCE):
+        return w.make(impl, seed)
+    from fastbp.bench import peers  # lazy: peers import heavy libraries
+    return peers.make(impl, w, w.inputs(seed))
+
+
 def checked_instance(w, impl, seed=0):
     """An instance of ``w`` for ``impl`` whose first call agreed with the
     reference's (AssertionError otherwise): for the pytest-benchmark suites."""
-    inst, ref = w.make(impl, seed), w.make(IMPL_REFERENCE, seed)
+    inst, ref = _instance(w, impl, seed), w.make(IMPL_REFERENCE, seed)
     inst.run()
     ref.run()
     ok, err = compare(comparable(w, inst.result(), seed), comparable(w, ref.result(), seed))
@@ -124,7 +132,7 @@ def measure_workload(run, w, peers, plan, seed=0, settle=True):
                  IMPL_REFERENCE: w.make(IMPL_REFERENCE, seed)}
     for name in peers:
         try:
-            instances[name] = w.make(name, seed)
+            instances[name] = _instance(w, name, seed)
         except PeerSkipped as exc:
             run.note(str(exc))
 

@@ -76,13 +76,13 @@ class Workload:
         return _INPUTS[self.kind](self, np.random.default_rng(seed))
 
     def make(self, impl, seed=0):
-        """Build an :class:`Instance` of this workload for ``impl``."""
+        """Build an :class:`Instance` of this workload for fastbp or the
+        reference (a peer's is made by fastbp.bench.peers.make)."""
         if impl == IMPL_FASTBP:
             return _FASTBP[self.kind](self, self.inputs(seed))
         if impl == IMPL_REFERENCE:
             return _REFERENCE[self.kind](self, self.inputs(seed))
-        from fastbp.bench import peers  # lazy: peers import heavy libraries
-        return peers.make(impl, self, self.inputs(seed))
+        raise ValueError(f"impl must be {IMPL_FASTBP!r} or {IMPL_REFERENCE!r}, got {impl!r}")
 
 
 def gemm_flops(n, k, d):
