@@ -81,25 +81,25 @@ cdef cnp.ndarray check_vector(object a, str name, int typenum, Py_ssize_t n, str
     return arr
 
 
-cdef cnp.ndarray check_labels(object a, str name, Py_ssize_t rows, int64_t classes):
-    cdef cnp.ndarray arr = check_vector(a, f"{name} as class labels", cnp.NPY_INT64, rows,
-                                        "labels (one per row of X)", False)
+cdef cnp.ndarray _below(cnp.ndarray arr, str name, int64_t bound, str what, str at):
+    """arr (int64) with every value in [0, bound), or a ValueError naming the first other."""
     cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(arr)
     cdef Py_ssize_t i
-    for i in range(rows):
-        if p[i] < 0 or p[i] >= classes:
-            raise ValueError(f"{name} holds class labels in [0, {classes}), got {p[i]} at row {i}")
+    for i in range(cnp.PyArray_DIM(arr, 0)):
+        if p[i] < 0 or p[i] >= bound:
+            raise ValueError(f"{name} holds {what} in [0, {bound}), got {p[i]} at {at}{i}")
     return arr
+
+
+cdef cnp.ndarray check_labels(object a, str name, Py_ssize_t rows, int64_t classes):
+    return _below(check_vector(a, f"{name} as class labels", cnp.NPY_INT64, rows,
+                               "labels (one per row of X)", False),
+                  name, classes, "class labels", "row ")
 
 
 cdef cnp.ndarray check_row_indices(object a, str name, Py_ssize_t n):
-    cdef cnp.ndarray arr = check_vector(a, name, cnp.NPY_INT64, n, "row numbers", False)
-    cdef const int64_t *p = <const int64_t *>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t i
-    for i in range(n):
-        if p[i] < 0 or p[i] >= n:
-            raise ValueError(f"{name} holds row numbers in [0, {n}), got {p[i]} at {i}")
-    return arr
+    return _below(check_vector(a, name, cnp.NPY_INT64, n, "row numbers", False),
+                  name, n, "row numbers", "")
 
 
 cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
