@@ -619,38 +619,65 @@ def test_second_concurrent_fit_on_one_network_is_refused_clearly():
 
 
 INFER_DURING_FIT = textwrap.dedent("""
-    import threading, numpy as np
+    import sys, threading, numpy as np
     from fastbp.network import MLP
     rng = np.random.default_rng(0)
     X, T = rng.standard_normal((512, 5)), rng.standard_normal((512, 3))
     alone = MLP([5, 32, 3], activation="tanh", seed=0)
     alone.fit(X, T, epochs=20, batch_size=64, lr=0.01, seed=0)
+    # each counter is bumped before and after every call: odd while one runs,
+    # so a refusal can be told apart from one with nothing to be refused for
+    calls = {"fit": 0, "predict": 0}
+    refused = {"fit": 0, "predict": 0}
+    unexpected = []
 
-    def infer(net, stop):
+    def infer(net, stop, started):
         rows = 65
         while not stop.is_set():
+            Xp = rng.standard_normal((rows, 5))
+            fits = calls["fit"]
+            calls["predict"] += 1
             try:  # each call a bigger batch than fit's: the workspace must grow
-                net.predict(rng.standard_normal((rows, 5)))
-            except RuntimeError:
-                pass
+                net.predict(Xp)
+            except RuntimeError as e:
+                refused["predict"] += 1
+                if fits == calls["fit"] and fits % 2 == 0:  # no fit ran meanwhile
+                    unexpected.append(f"predict refused while no fit ran: {e}")
+            finally:
+                calls["predict"] += 1
+            started.set()
             rows = rows + 1 if rows < 512 else 65
 
     for attempt in range(5):  # a race: a few tries make it show
-        net, stop = MLP([5, 32, 3], activation="tanh", seed=0), threading.Event()
-        t = threading.Thread(target=infer, args=(net, stop), daemon=True)
+        net = MLP([5, 32, 3], activation="tanh", seed=0)
+        stop, started = threading.Event(), threading.Event()
+        t = threading.Thread(target=infer, args=(net, stop, started), daemon=True)
         t.start()
+        started.wait(60)  # fit starts once predict calls are coming
         for _ in range(10000):  # fit itself may be refused while predict runs
+            predicts = calls["predict"]
+            calls["fit"] += 1
             try:
                 net.fit(X, T, epochs=20, batch_size=64, lr=0.01, seed=0)
                 break
-            except RuntimeError:
-                pass
+            except RuntimeError as e:
+                refused["fit"] += 1
+                if predicts == calls["predict"] and predicts % 2 == 0:  # no predict ran
+                    unexpected.append(f"fit refused while no predict ran: {e}")
+            finally:
+                calls["fit"] += 1
         else:
-            raise SystemExit(0)  # always refused: consistent with the thread model
+            stop.set()
+            print(f"attempt {attempt}: fit refused on all 10000 tries", file=sys.stderr)
+            raise SystemExit(4)
         stop.set()
         t.join()
+        if unexpected:
+            print("\\n".join(unexpected[:10]), file=sys.stderr)
+            raise SystemExit(5)
         if not all(np.array_equal(a, b) for a, b in zip(net.weights, alone.weights)):
             raise SystemExit(3)
+    print(f"refused: {refused}, calls: {calls['fit'] // 2} fits, {calls['predict'] // 2} predicts")
 """)
 
 
@@ -658,11 +685,15 @@ def test_inference_during_fit_is_refused_or_harmless():
     """predict on a network another thread is fitting must raise RuntimeError
     or leave that fit bitwise unchanged (run in a child: a use-after-free of
     the workspace must not take the test session down).  fit itself may be
-    refused while a predict holds the network; it is retried."""
+    refused while a predict holds the network; it is retried, and must get
+    through.  A refusal with no other call running (predict's with no fit,
+    fit's with no predict), or fit refused on every try, fails."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.run([sys.executable, "-c", INFER_DURING_FIT], env=env, timeout=300,
                           capture_output=True, text=True)
     assert proc.returncode != 3, "fit's weights were changed by a concurrent predict"
+    assert proc.returncode != 4, f"fit was never let through: {proc.stderr[-2000:]}"
+    assert proc.returncode != 5, f"a refusal with nothing to refuse for: {proc.stderr[-2000:]}"
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
