@@ -275,8 +275,9 @@ def loop_epoch(net, X, T, order, bs, loss, sw, kind, lr, momentum, beta1, beta2,
                                    kind == "nesterov", wd, nw)
         else:
             t += 1
-            _optim.adam_update(net.params, net.grads, state[0], state[1], lr, beta1, beta2,
-                               eps / np.sqrt(1.0 - beta2 ** t), t, wd, nw)
+            _optim.adam_update(net.params, net.grads, state[0], state[1], lr, t, beta1=beta1,
+                               beta2=beta2, eps=eps / np.sqrt(1.0 - beta2 ** t),
+                               weight_decay=wd, n_decay=nw)
         if held:
             net.weights[-1][-held:] = 0.0
             net.biases[-1][-held:] = 0.0

@@ -39,7 +39,8 @@ def compiled_run(kind, p, g, m, v, n_decay, steps):
         elif kind in ("momentum", "nesterov"):
             _optim.momentum_update(p, g, v, 0.03, 0.8, kind == "nesterov", 0.1, n_decay)
         else:
-            _optim.adam_update(p, g, m, v, 0.03, 0.85, 0.99, 1e-7, t, 0.1, n_decay)
+            _optim.adam_update(p, g, m, v, 0.03, t, beta1=0.85, beta2=0.99, eps=1e-7,
+                               weight_decay=0.1, n_decay=n_decay)
     return [p, m, v]
 
 
@@ -85,8 +86,8 @@ def test_updates_refuse_buffers_that_share_memory(kind):
     calls = {
         "sgd": lambda: _optim.sgd_update(p, p, 0.1),
         "momentum": lambda: _optim.momentum_update(p, other.copy(), overlapping, 0.1, 0.9),
-        "adam": lambda: _optim.adam_update(p, other.copy(), np.zeros(10), overlapping, 0.1,
-                                           0.9, 0.99, 1e-8, 1),
+        "adam": lambda: _optim.adam_update(p, other.copy(), np.zeros(10), overlapping, 0.1, 1,
+                                           beta1=0.9, beta2=0.99, eps=1e-8),
     }
     before = buf.copy()
     with pytest.raises(ValueError, match="share memory"):

@@ -32,7 +32,9 @@ def _params(fn):
     names = [a.arg for a in args.posonlyargs + args.args]
     defaults = [None] * (len(names) - len(args.defaults)) + [
         ast.literal_eval(d) for d in args.defaults]
-    return list(zip(names, defaults))
+    keyword_only = [(a.arg, None if d is None else ast.literal_eval(d))
+                    for a, d in zip(args.kwonlyargs, args.kw_defaults)]
+    return list(zip(names, defaults)) + keyword_only
 
 
 def _stub_functions(module):

@@ -8,8 +8,8 @@ def sgd_update(params: _F64, grads: _F64, lr: float, weight_decay: float = 0.0,
                n_decay: int = -1) -> None: ...
 def momentum_update(params: _F64, grads: _F64, velocity: _F64, lr: float, momentum: float,
                     nesterov: bool = False, weight_decay: float = 0.0, n_decay: int = -1) -> None: ...
-def adam_update(params: _F64, grads: _F64, m: _F64, v: _F64, lr: float, beta1: float,
-                beta2: float, eps: float, t: int, weight_decay: float = 0.0,
+def adam_update(params: _F64, grads: _F64, m: _F64, v: _F64, lr: float, t: int, *,
+                beta1: float, beta2: float, eps: float, weight_decay: float = 0.0,
                 n_decay: int = -1) -> None: ...
 
 class UpdateSpec:

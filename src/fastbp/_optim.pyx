@@ -161,8 +161,8 @@ def momentum_update(params, grads, velocity, double lr, double momentum,
         fb_momentum_update(p, g, v, n, nd, lr, momentum, nesterov, weight_decay)
 
 
-def adam_update(params, grads, m, v, double lr, double beta1, double beta2, double eps,
-                long t, double weight_decay=0.0, Py_ssize_t n_decay=-1):
+def adam_update(params, grads, m, v, double lr, long t, *, double beta1, double beta2,
+                double eps, double weight_decay=0.0, Py_ssize_t n_decay=-1):
     """Adam (Kingma & Ba), step t ≥ 1, L2 penalty added to the gradient:
     m ← β1 m + (1−β1) g̃, v ← β2 v + (1−β2) g̃²,
     θ ← θ − lr m̂ / (√v̂ + ε), m̂ = m / (1−β1ᵗ), v̂ = v / (1−β2ᵗ)."""

@@ -181,9 +181,9 @@ class Adam(Optimizer):
         self._bind(params)
         lr = self._lr(lr)
         self.t += 1
-        _optim.adam_update(params, grads, self.m, self.v, lr, self.beta1, self.beta2,
-                           self.eps, self.t, self.weight_decay,
-                           -1 if n_decay is None else n_decay)
+        _optim.adam_update(params, grads, self.m, self.v, lr, self.t, beta1=self.beta1,
+                           beta2=self.beta2, eps=self.eps, weight_decay=self.weight_decay,
+                           n_decay=-1 if n_decay is None else n_decay)
 
     def _spec(self, params):
         self._bind(params)
