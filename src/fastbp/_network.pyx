@@ -556,7 +556,7 @@ cdef class NetworkCore:
         cdef long t = 0
         if u.kind == UPD_ADAM:
             t = update.t + 1
-            set_adam_step(&u, t, u.eps, False)
+            set_adam_step(&u, t, u.k.eps, False)
         cdef double J
         if worth_releasing_gil(n * self.madds_per_row):
             with nogil:
@@ -630,7 +630,7 @@ cdef class NetworkCore:
         cdef bint by_rows = obj.weigh_by_rows, eps_first = obj.eps_before_correction
         cdef Update u
         self._update(&u, update)
-        cdef double wd = u.weight_decay, eps = u.eps
+        cdef double wd = u.k.weight_decay, eps = u.k.eps
         cdef long t = update.t if update is not None else 0
         cdef int kind = u.kind
         self._prepare(batch_size, self._plan(batch_size, PASS_GRAD))
@@ -661,10 +661,10 @@ cdef class NetworkCore:
                 continue  # nothing to learn from this batch
             with nogil:
                 penalty = 0.0
-                u.weight_decay = wd
+                u.k.weight_decay = wd
                 if alpha != 0.0:  # α/(2 N_b) ‖W‖², its gradient scaled like the loss's
                     penalty = 0.5 * alpha * ddot(&n_w, self.params, &one, self.params, &one) / norm
-                    u.weight_decay = wd + grad_scale * alpha / norm
+                    u.k.weight_decay = wd + grad_scale * alpha / norm
                 if kind == UPD_ADAM:
                     t += 1
                     set_adam_step(&u, t, eps, eps_first)

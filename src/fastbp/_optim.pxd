@@ -1,12 +1,12 @@
 # The optimisers' compiled update, for the network core (_network.pyx),
 # which makes it inside a training step, on the whole parameter vector or,
 # after a batch split over two threads, half of it on each thread.
+from fastbp._update cimport fb_update_consts
 
 # One update's constants and buffers, filled from an UpdateSpec by load_update.
 cdef struct Update:
     int kind            # an Update code (fastbp._enums): UPD_NONE .. UPD_ADAM
-    double lr, weight_decay, momentum, beta1, beta2, eps
-    double c1, c2       # Adam's bias corrections 1/(1 − β1ᵗ), 1/(1 − β2ᵗ)
+    fb_update_consts k  # its constants (Adam's c1, c2: set_adam_step)
     double *m           # Adam's first moment, or the velocity
     double *v           # Adam's second moment
     double *params

@@ -18,7 +18,7 @@ from fastbp._checks cimport check_disjoint, check_vector
 from fastbp._enums cimport UPD_NONE, UPD_SGD, UPD_MOMENTUM, UPD_NESTEROV, UPD_ADAM
 
 # The loops themselves, vectorised (same bits as scalar code): see _update.h.
-from fastbp._update cimport fb_sgd_update, fb_momentum_update, fb_adam_update
+from fastbp._update cimport fb_update_consts, fb_sgd_update, fb_momentum_update, fb_adam_update
 
 cnp.import_array()
 
@@ -50,6 +50,22 @@ cdef class UpdateSpec:
                 f"eps={self.eps}, t={self.t})")
 
 
+cdef fb_update_consts _consts(double lr, double weight_decay, double momentum, bint nesterov,
+                              double beta1, double beta2, double eps) noexcept nogil:
+    """The loops' constants (Adam's bias corrections c1, c2 set to 1)."""
+    cdef fb_update_consts k
+    k.lr = lr
+    k.weight_decay = weight_decay
+    k.momentum = momentum
+    k.nesterov = nesterov
+    k.beta1 = beta1
+    k.beta2 = beta2
+    k.eps = eps
+    k.c1 = 1.0
+    k.c2 = 1.0
+    return k
+
+
 cdef double *_state(object a, str name, Py_ssize_t n, object params, object grads) except NULL:
     check_vector(a, name, cnp.NPY_DOUBLE, n, "values (the size of params)", True)
     check_disjoint(a, name, params, "params")
@@ -61,12 +77,8 @@ cdef int load_update(UpdateSpec spec, Update *u, object params, object grads,
                      Py_ssize_t n_decay) except -1:
     cdef Py_ssize_t n = cnp.PyArray_DIM(<cnp.ndarray>params, 0)
     u.kind = spec.kind
-    u.lr = spec.lr
-    u.weight_decay = spec.weight_decay
-    u.momentum = spec.momentum
-    u.beta1 = spec.beta1
-    u.beta2 = spec.beta2
-    u.eps = spec.eps
+    u.k = _consts(spec.lr, spec.weight_decay, spec.momentum, spec.kind == UPD_NESTEROV,
+                  spec.beta1, spec.beta2, spec.eps)
     u.params = <double *>cnp.PyArray_DATA(<cnp.ndarray>params)
     u.grads = <double *>cnp.PyArray_DATA(<cnp.ndarray>grads)
     u.g1 = NULL
@@ -87,9 +99,9 @@ cdef int load_update(UpdateSpec spec, Update *u, object params, object grads,
 
 cdef void set_adam_step(Update *u, long t, double eps,
                         bint eps_before_correction) noexcept nogil:
-    u.c1 = 1.0 / (1.0 - u.beta1 ** t)
-    u.c2 = 1.0 / (1.0 - u.beta2 ** t)
-    u.eps = eps / sqrt(1.0 - u.beta2 ** t) if eps_before_correction else eps
+    u.k.c1 = 1.0 / (1.0 - u.k.beta1 ** t)
+    u.k.c2 = 1.0 / (1.0 - u.k.beta2 ** t)
+    u.k.eps = eps / sqrt(1.0 - u.k.beta2 ** t) if eps_before_correction else eps
 
 
 cdef void update_range(Update *u, Py_ssize_t lo, Py_ssize_t hi, bint sum_in_g1) noexcept nogil:
@@ -101,14 +113,11 @@ cdef void update_range(Update *u, Py_ssize_t lo, Py_ssize_t hi, bint sum_in_g1) 
         for i in range(lo, hi):
             g[i] += other[i]
     if u.kind == UPD_SGD:
-        fb_sgd_update(u.params + lo, g + lo, m, nd if u.weight_decay != 0.0 else 0,
-                      u.lr, u.weight_decay)
+        fb_sgd_update(u.params + lo, g + lo, m, nd if u.k.weight_decay != 0.0 else 0, &u.k)
     elif u.kind == UPD_MOMENTUM or u.kind == UPD_NESTEROV:
-        fb_momentum_update(u.params + lo, g + lo, u.m + lo, m, nd, u.lr, u.momentum,
-                           u.kind == UPD_NESTEROV, u.weight_decay)
+        fb_momentum_update(u.params + lo, g + lo, u.m + lo, m, nd, &u.k)
     elif u.kind == UPD_ADAM:
-        fb_adam_update(u.params + lo, g + lo, u.m + lo, u.v + lo, m, nd, u.lr,
-                       u.beta1, u.beta2, u.eps, u.c1, u.c2, u.weight_decay)
+        fb_adam_update(u.params + lo, g + lo, u.m + lo, u.v + lo, m, nd, &u.k)
 
 
 # -- the loops on their own, for fastbp.optim's step ---------------------------
@@ -143,8 +152,9 @@ def sgd_update(params, grads, double lr, double weight_decay=0.0, Py_ssize_t n_d
     if weight_decay == 0.0:
         nd = 0
     _disjoint((params, grads), ("params", "grads"))
+    cdef fb_update_consts k = _consts(lr, weight_decay, 0.0, False, 0.0, 0.0, 0.0)
     with nogil:
-        fb_sgd_update(p, g, n, nd, lr, weight_decay)
+        fb_sgd_update(p, g, n, nd, &k)
 
 
 def momentum_update(params, grads, velocity, double lr, double momentum,
@@ -157,8 +167,9 @@ def momentum_update(params, grads, velocity, double lr, double momentum,
     cdef double *v = _vec(velocity, "velocity", n, True)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
     _disjoint((params, grads, velocity), ("params", "grads", "velocity"))
+    cdef fb_update_consts k = _consts(lr, weight_decay, momentum, nesterov, 0.0, 0.0, 0.0)
     with nogil:
-        fb_momentum_update(p, g, v, n, nd, lr, momentum, nesterov, weight_decay)
+        fb_momentum_update(p, g, v, n, nd, &k)
 
 
 def adam_update(params, grads, m, v, double lr, long t, *, double beta1, double beta2,
@@ -174,7 +185,9 @@ def adam_update(params, grads, m, v, double lr, long t, *, double beta1, double 
     cdef double *pm = _vec(m, "m", n, True)
     cdef double *pv = _vec(v, "v", n, True)
     cdef Py_ssize_t nd = _decay_count(n if n_decay < 0 else n_decay, n)
-    cdef double c1 = 1.0 / (1.0 - beta1 ** t), c2 = 1.0 / (1.0 - beta2 ** t)
     _disjoint((params, grads, m, v), ("params", "grads", "m", "v"))
+    cdef fb_update_consts k = _consts(lr, weight_decay, 0.0, False, beta1, beta2, eps)
+    k.c1 = 1.0 / (1.0 - beta1 ** t)
+    k.c2 = 1.0 / (1.0 - beta2 ** t)
     with nogil:
-        fb_adam_update(p, g, pm, pv, n, nd, lr, beta1, beta2, eps, c1, c2, weight_decay)
+        fb_adam_update(p, g, pm, pv, n, nd, &k)
