@@ -283,3 +283,21 @@ def test_a_process_killed_part_way_leaves_the_previous_file(tmp_path):
     assert set(listing(tmp_path)) - set(temporaries(tmp_path)) == {"m.npz"}
     write_atomic(path, lambda f: f.write(NEW))  # a leftover temporary is in nobody's way
     assert path.read_bytes() == NEW
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open descriptors in /proc")
+def test_a_failing_chmod_closes_the_temporary_and_removes_it(tmp_path, monkeypatch):
+    target = tmp_path / "out.bin"
+    target.write_bytes(OLD)
+
+    def refuse(*args):
+        raise PermissionError("chmod refused")
+
+    before = len(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(os, "chmod", refuse)
+    for _ in range(5):
+        with pytest.raises(PermissionError, match="chmod refused"):
+            write_atomic(target, lambda f: f.write(NEW))
+    monkeypatch.undo()
+    assert len(os.listdir("/proc/self/fd")) == before  # no descriptor left open
+    assert listing(tmp_path) == ["out.bin"] and target.read_bytes() == OLD

@@ -26,8 +26,9 @@ def write_atomic(path, write, binary=True):
         raise FileNotFoundError(f"cannot write {path!r}: the directory {directory!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".fastbp-", suffix=".tmp")
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
+        # the file object owns fd from here on, so a failing chmod closes it too
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets
             write(f)
             f.flush()
             os.fsync(f.fileno())
