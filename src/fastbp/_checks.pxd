@@ -6,11 +6,28 @@
 # arithmetic.  Nothing is ever copied: a buffer written in place must be the
 # caller's own.
 cimport numpy as cnp
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
 
 # an ndarray of native float64, ``ndim``-D, C-contiguous, aligned, every
-# dimension within the BLAS's int
-cdef cnp.ndarray check_array(object a, str name, int ndim)
+# dimension within the BLAS's int.  The test is inline (every kernel call
+# makes several, at (8, 8, 8) each call's overhead counts); refuse_array
+# raises the error that names what is wrong.
+cdef inline cnp.ndarray check_array(object a, str name, int ndim):
+    cdef cnp.ndarray arr
+    cdef int i
+    if cnp.PyArray_Check(a):
+        arr = <cnp.ndarray>a
+        if (cnp.PyArray_TYPE(arr) == cnp.NPY_DOUBLE and cnp.PyArray_ISNOTSWAPPED(arr)
+                and cnp.PyArray_NDIM(arr) == ndim and cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                and cnp.PyArray_ISALIGNED(arr)):
+            for i in range(ndim):
+                if cnp.PyArray_DIM(arr, i) > INT_MAX:
+                    return refuse_array(a, name, ndim)
+            return arr
+    return refuse_array(a, name, ndim)
+
+cdef cnp.ndarray refuse_array(object a, str name, int ndim)
 
 # check_array(a, name, 2) with ``cols`` columns and (rows >= 0) ``rows`` rows
 cdef cnp.ndarray check_rows(object a, str name, Py_ssize_t cols, Py_ssize_t rows)
@@ -33,8 +50,14 @@ cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t 
                               tuple inputs, tuple input_names)
 
 # a.shape[i] == b.shape[j], or a ValueError saying so for ``what``
-cdef int check_same_dim(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
-                        int j) except -1
+cdef inline int check_same_dim(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
+                               int j) except -1:
+    if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, j):
+        return refuse_dims(what, n1, a, i, n2, b, j)
+    return 0
+
+cdef int refuse_dims(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
+                     int j) except -1
 
 
 # Whether two C-contiguous arrays share memory: each occupies exactly

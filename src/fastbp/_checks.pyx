@@ -5,7 +5,6 @@
 compiled or MPI code to be written in place (fastbp.distributed)."""
 
 cimport numpy as cnp
-from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -47,7 +46,8 @@ cdef int _contiguous(cnp.ndarray arr, str name, bint writeable) except -1:
     return 0
 
 
-cdef cnp.ndarray check_array(object a, str name, int ndim):
+cdef cnp.ndarray refuse_array(object a, str name, int ndim):
+    """check_array's error (a passes only if it was fine after all)."""
     cdef cnp.ndarray arr = _typed(a, name, cnp.NPY_DOUBLE)
     cdef int i
     if cnp.PyArray_NDIM(arr) != ndim:
@@ -133,8 +133,8 @@ cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t 
     return arr
 
 
-cdef int check_same_dim(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
-                        int j) except -1:
+cdef int refuse_dims(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
+                     int j) except -1:
     if cnp.PyArray_DIM(a, i) != cnp.PyArray_DIM(b, j):
         raise ValueError(
             f"{what}: {n1}.shape[{i}] must equal {n2}.shape[{j}], got {n1} {_shape(a)} and {n2} {_shape(b)}")

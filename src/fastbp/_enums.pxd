@@ -29,3 +29,7 @@ cdef extern from "_enums.h":
 # The code of a name of ``kind`` ("activation", "loss", "reduction",
 # "update"), or a ValueError listing the choices.
 cpdef object code(str kind, object name)
+
+# code() for an activation or a reduction as a C int (the kernels' hot path)
+cdef int activation_code(object name) except -1
+cdef int reduction_code(object name) except -1

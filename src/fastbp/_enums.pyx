@@ -35,6 +35,21 @@ cdef dict _TABLES = {
 }
 
 
+# the same lookups to plain C ints, for the kernels' hot paths
+cdef dict _ACTIVATION_INT = {name: int(c) for name, c in _TABLES["activation"][1].items()}
+cdef dict _REDUCTION_INT = {name: int(c) for name, c in _TABLES["reduction"][1].items()}
+
+
+cdef int activation_code(object name) except -1:
+    cdef object c = _ACTIVATION_INT.get(name) if isinstance(name, str) else None
+    return <int>c if c is not None else <int>code("activation", name)
+
+
+cdef int reduction_code(object name) except -1:
+    cdef object c = _REDUCTION_INT.get(name) if isinstance(name, str) else None
+    return <int>c if c is not None else <int>code("reduction", name)
+
+
 cpdef object code(str kind, object name):
     """The code of one name of ``kind``: code("loss", "cross_entropy") is
     Loss.LOSS_CROSS_ENTROPY (positional, for hot paths)."""

@@ -22,7 +22,7 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv
 
 from fastbp._checks cimport check_array, check_output, check_same_dim
-from fastbp._enums cimport ACT_IDENTITY, code
+from fastbp._enums cimport ACT_IDENTITY, activation_code, reduction_code
 from fastbp._losses cimport loss_scale
 
 cnp.import_array()
@@ -311,7 +311,7 @@ def dense_forward(X, W, b, activation="identity", out=None):
     ``activation`` is one of fastbp.ACTIVATIONS.  Only Y is kept: the
     backward pass takes g' from Y.
     """
-    cdef int act = code("activation", activation)
+    cdef int act = activation_code(activation)
     cdef cnp.ndarray x = check_array(X, "X", 2), w = check_array(W, "W", 2), bb = check_array(b, "b", 1)
     check_same_dim("dense_forward", "X", x, 1, "W", w, 1)
     check_same_dim("dense_forward", "b", bb, 0, "W", w, 0)
@@ -337,7 +337,7 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     (dX, dW, db); dX is None when ``need_dX`` is false (the first layer of a
     network needs no δX).  Given output buffers are written in place.
     """
-    cdef int act = code("activation", activation)
+    cdef int act = activation_code(activation)
     cdef cnp.ndarray dy = check_array(dY, "dY", 2), x = check_array(X, "X", 2)
     cdef cnp.ndarray w = check_array(W, "W", 2), y = check_array(Y, "Y", 2)
     check_same_dim("dense_backward", "X", x, 1, "W", w, 1)
@@ -383,7 +383,7 @@ def squared_error(Y, T, reduction="sum", out=None):
     "mean": J / N and δY / N over the N rows; an empty batch gives loss 0.
     Returns (loss, dY); the sum runs in a fixed order (deterministic).
     """
-    cdef int red = code("reduction", reduction)
+    cdef int red = reduction_code(reduction)
     cdef cnp.ndarray y = check_array(Y, "Y", 2), t = check_array(T, "T", 2)
     if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(t, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(t, 1):
         raise ValueError(f"squared_error: T must have the shape of Y {Y.shape}, got {T.shape}")
