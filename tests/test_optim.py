@@ -5,6 +5,7 @@ are in tests/test__optim.py.)"""
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp import optim
 
 
@@ -115,3 +116,25 @@ def test_minimises_a_quadratic(kind):
     for _ in range(2000):
         opt.step(p, c * p)
     assert np.abs(p).max() < 1e-3
+
+
+@pytest.mark.parametrize("make, change", [
+    (lambda cls: cls(lr=0.05, momentum=0.9), dict(momentum=0.5)),
+    (lambda cls: cls(lr=0.01), dict(beta1=0.5, beta2=0.9, eps=1e-3)),
+])
+def test_constants_changed_between_steps_reach_the_fused_step(make, change):
+    """An optimiser's attributes set after a step are the next fused step's,
+    as they are its own Python-level step's (a subclass is never fused)."""
+    base = optim.Momentum if "momentum" in change else optim.Adam
+    plain_cls = type("Plain" + base.__name__, (base,), {})
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    nets = [fastbp.MLP([3, 4, 2], seed=1) for _ in range(2)]
+    opts = [make(base), make(plain_cls)]
+    assert opts[0].update_spec(nets[0].params) is not None and opts[1].update_spec(nets[1].params) is None
+    for net, opt in zip(nets, opts):
+        net.train_step(X, T, optimizer=opt)
+        for name, value in change.items():
+            setattr(opt, name, value)
+        net.train_step(X, T, optimizer=opt)
+    np.testing.assert_array_equal(nets[0].params, nets[1].params)

@@ -137,8 +137,8 @@ class Momentum(Optimizer):
         self._bind(params)
         if self._update is None or self._update.m is not self.velocity:
             self._update = _optim.UpdateSpec(
-                Update.UPD_NESTEROV if self.nesterov else Update.UPD_MOMENTUM,
-                momentum=self.momentum, m=self.velocity)
+                Update.UPD_NESTEROV if self.nesterov else Update.UPD_MOMENTUM, m=self.velocity)
+        self._update.momentum = self.momentum  # (an attribute the user may have changed)
         return self._update
 
     def __repr__(self):
@@ -188,9 +188,9 @@ class Adam(Optimizer):
     def _spec(self, params):
         self._bind(params)
         if self._update is None or self._update.m is not self.m or self._update.v is not self.v:
-            t = self.t
-            self._update = _optim.UpdateSpec(Update.UPD_ADAM, beta1=self.beta1, beta2=self.beta2,
-                                             eps=self.eps, t=t, m=self.m, v=self.v)
+            self._update = _optim.UpdateSpec(Update.UPD_ADAM, t=self.t, m=self.m, v=self.v)
+        spec = self._update  # the constants as they are now (the user may have set them)
+        spec.beta1, spec.beta2, spec.eps = self.beta1, self.beta2, self.eps
         return self._update
 
     def __repr__(self):
