@@ -11,12 +11,6 @@ cdef struct Shape:
     int k
     int d
 
-# One operand of a row-major product: op(M) is M, or Mᵀ when trans.
-cdef struct Operand:
-    const double *p
-    int ld
-    bint trans
-
 # The outputs of a dense layer's backward pass (any may be NULL: not wanted;
 # identity needs no dZ_work), and dZ_work: n*d doubles of scratch, or NULL
 # to use a per-thread cached buffer.  dZ_work may equal dY only if the
@@ -31,18 +25,6 @@ cdef struct DenseGrads:
 # 1 says the caller runs it on one of its own threads (then products OpenBLAS
 # would thread are made in pieces it runs on the calling thread, and the
 # fastest form of C = A Bᵀ is chosen for one thread).
-
-# Row-major C (m×n, row stride ldc) = op(A) op(B)
-cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
-                  int threads) noexcept nogil
-
-# C = A Bᵀ
-cdef void matmul_abt_kernel(const double *A, const double *B, double *C, Shape s,
-                            int threads) noexcept nogil
-
-# δA = δC B, δB = δCᵀ A; either output may be NULL (not wanted)
-cdef void matmul_abt_backward_kernel(const double *dC, const double *A, const double *B,
-                                     double *dA, double *dB, Shape s, int threads) noexcept nogil
 
 # Y = g(X Wᵀ + b), act an Activation code (fastbp._enums)
 cdef void dense_forward_kernel(const double *X, const double *W, const double *b, double *Y,

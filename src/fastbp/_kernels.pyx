@@ -74,6 +74,13 @@ cdef enum:
 # GEMM, row-major, through the BLAS
 # ---------------------------------------------------------------------------
 
+# One operand of a row-major product: op(M) is M, or Mᵀ when trans.
+cdef struct Operand:
+    const double *p
+    int ld
+    bint trans
+
+
 cdef void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) noexcept nogil:
     """Row-major C (m×n) = op(A) op(B).
 
@@ -173,6 +180,7 @@ cdef void _outer(const double *u, const double *v, double *C, int m, int n) noex
             C[i * n + j] = u[i] * v[j]
 
 
+# C = A Bᵀ
 cdef void matmul_abt_kernel(const double *A, const double *B, double *C, Shape s,
                             int threads) noexcept nogil:
     cdef double *t
@@ -203,6 +211,7 @@ cdef void matmul_abt_kernel(const double *A, const double *B, double *C, Shape s
     gemm_rm(n, d, k, Operand(A, k, 0), Operand(B, k, 1), C, d, threads)
 
 
+# δA = δC B, δB = δCᵀ A; either output may be NULL (not wanted)
 cdef void matmul_abt_backward_kernel(const double *dC, const double *A, const double *B,
                                      double *dA, double *dB, Shape s, int threads) noexcept nogil:
     cdef int n = s.n, k = s.k, d = s.d
