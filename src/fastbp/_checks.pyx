@@ -2,9 +2,12 @@
 """Argument checks of the compiled modules (declared in _checks.pxd).
 
 ``check_buffer`` is the one check for Python code that hands a buffer to
-compiled or MPI code to be written in place (fastbp.distributed)."""
+compiled or MPI code to be written in place (fastbp.distributed);
+``all_finite`` the one test for NaN and infinity in user data
+(fastbp.inputs)."""
 
 cimport numpy as cnp
+from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 cnp.import_array()
@@ -139,6 +142,19 @@ cdef int refuse_dims(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray
         raise ValueError(
             f"{what}: {n1}.shape[{i}] must equal {n2}.shape[{j}], got {n1} {_shape(a)} and {n2} {_shape(b)}")
     return 0
+
+
+def all_finite(cnp.ndarray a):
+    """True when every element of a C-contiguous float64 array is finite."""
+    cdef Py_ssize_t i, m = cnp.PyArray_SIZE(a)
+    cdef const double *p = <const double *>cnp.PyArray_DATA(a)
+    cdef bint ok = True
+    with nogil:
+        for i in range(m):
+            if not isfinite(p[i]):
+                ok = False
+                break
+    return ok
 
 
 def check_buffer(buf, name):

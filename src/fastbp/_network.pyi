@@ -8,8 +8,6 @@ from fastbp._optim import UpdateSpec
 
 _F64 = npt.NDArray[np.float64]
 
-def all_finite(a: _F64) -> bool: ...
-
 class Objective:
     alpha: float
     grad_scale: float

@@ -52,19 +52,6 @@ cdef enum:
     PASS_NORMS = 2   # + backward for per-example gradient norms (no δW)
 
 
-def all_finite(cnp.ndarray a):
-    """True when every element of a C-contiguous float64 array is finite."""
-    cdef Py_ssize_t i, m = cnp.PyArray_SIZE(a)
-    cdef const double *p = <const double *>cnp.PyArray_DATA(a)
-    cdef bint ok = True
-    with nogil:
-        for i in range(m):
-            if not isfinite(p[i]):
-                ok = False
-                break
-    return ok
-
-
 cdef double _row_sq(const double *a, Py_ssize_t k) noexcept nogil:
     cdef Py_ssize_t p
     cdef double s = 0.0

@@ -8,7 +8,7 @@ that is already float64 and C-contiguous is used as it is, read-only.
 import numpy as np
 
 from fastbp._enums import LOSSES
-from fastbp._network import all_finite
+from fastbp._checks import all_finite
 
 
 def _numeric(a, name):
