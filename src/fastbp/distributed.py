@@ -125,8 +125,6 @@ class FitSync(LocalSync):
         self._collective = False  # the exception in flight is raised on every rank
         self._scale = None        # per-step factor of the local gradient, or None
         self._rows = None         # (this rank's, the global batch's) rows per step
-        self._weight = None       # the global batch's sum of sample weights per step
-        self._mean = False
 
     # -- before training ----------------------------------------------------
 
@@ -175,7 +173,6 @@ class FitSync(LocalSync):
                 self._collective = True
                 raise ValueError(f"fit's {key} must be the same on every rank, got {values} (by rank)")
         super().start(params, batch_rows, settings)
-        self._mean = self._reduction == Reduction.RED_MEAN
         rows = np.array([r for _, r in all_settings], dtype=np.float64)  # (size, batches)
         self._rows = rows[self.rank], rows.sum(axis=0)
         if self._mean and self.size > 1:
@@ -184,6 +181,11 @@ class FitSync(LocalSync):
         broadcast(params, self.comm, root=0)
 
     # -- every step -----------------------------------------------------------
+
+    @property
+    def _mean(self):
+        """Whether the fit's reduction is "mean" (gradients then scale by rows)."""
+        return self._reduction == Reduction.RED_MEAN
 
     def batch_weights(self, w, order, starts):
         """With sample weights (w), at the start of an epoch: the global
@@ -197,7 +199,6 @@ class FitSync(LocalSync):
         local = np.add.reduceat(w[order] if order is not None else w, starts)
         total = np.empty_like(local)
         self.comm.Allreduce([local, self.MPI.DOUBLE], [total, self.MPI.DOUBLE], op=self.MPI.SUM)
-        self._weight = total
         mine, rows = self._rows
         with np.errstate(divide="ignore", invalid="ignore"):
             share = local / total if self._mean else (rows * local) / (total * mine)

@@ -75,8 +75,7 @@ class LocalSync:
         else:
             history["loss"].append(float(total * (n / weight)) if weight else float(total))
         if val is not None:
-            history["val_loss"].append(float(vtotal * loss_scale(self._reduction, int(vn))) if vn
-                                       else 0.0)
+            history["val_loss"].append(float(vtotal * loss_scale(self._reduction, int(vn))))
 
     def decide(self, stop):
         """The stop decision that counts (here: this process's own)."""

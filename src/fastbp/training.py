@@ -36,7 +36,7 @@ def dataset_loss(core, X, T, loss_code, reduction_code):
     for start in range(0, n, chunk):
         total += core.step(X[start:start + chunk], T[start:start + chunk], loss=loss_code,
                            reduction=Reduction.RED_SUM, backward=False)
-    return total * loss_scale(reduction_code, n) if n else 0.0
+    return total * loss_scale(reduction_code, n)  # (0 for no rows)
 
 
 def _count(value, name, minimum):
