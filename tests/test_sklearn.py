@@ -19,16 +19,27 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
-# Checks of check_estimator that are expected to fail, with the reason.  None
-# today; the dict is passed so that a new failure is reported as such.
+# Checks of check_estimator that are expected to fail, with the reason, per
+# estimator; passed so that a new failure is reported as such.
 EXPECTED_FAILED_CHECKS: dict = {}
+# scikit-learn's own MLPClassifier(solver="lbfgs") fails it too: L-BFGS fits
+# the check's 75 rows so closely that some sigmoids round to exactly 1.0
+LBFGS_CLASSIFIER_FAILED_CHECKS = {
+    "check_classifiers_multilabel_output_format_predict_proba":
+        "as scikit-learn's MLPClassifier(solver='lbfgs'): some probabilities round to 1.0"}
+
+
+def expected_failed_checks(est):
+    if isinstance(est, MLPClassifier) and est.solver == "lbfgs":
+        return {**EXPECTED_FAILED_CHECKS, **LBFGS_CLASSIFIER_FAILED_CHECKS}
+    return EXPECTED_FAILED_CHECKS
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @parametrize_with_checks([MLPRegressor(), MLPClassifier(), MLPRegressor(solver="lbfgs"),
                           MLPClassifier(solver="lbfgs")],
-                         expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+                         expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)
 
@@ -321,7 +332,7 @@ def test_bad_targets(digits):
     X, y = digits
     with pytest.raises(ValueError, match="at least 2 classes"):
         MLPClassifier().fit(X[:10], np.zeros(10))
-    with pytest.raises(ValueError, match="multilabel"):
-        MLPClassifier().fit(X[:10], np.eye(10, dtype=int))
+    with pytest.raises(ValueError, match="multioutput"):
+        MLPClassifier().fit(X[:10], np.arange(20).reshape(10, 2))
     with pytest.raises(ValueError, match="early_stopping"):
         MLPRegressor(early_stopping=True).partial_fit(X[:10], y[:10])
