@@ -145,7 +145,9 @@ cdef double binary_cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d,
             z = Z[j]
             t = T[j]
             e = dZ[j]
-            J_ij = log1p(e) + (z if z > 0.0 else 0.0) - t * z
+            # max(z, 0) − t z as one term, (1 − t) z or −t z: both ≥ 0 for t in
+            # [0, 1], so nothing cancels against log1p(e)
+            J_ij = log1p(e) + ((1.0 - t) * z if z > 0.0 else -t * z)
             row += J_ij
             if J_ij > worst_one and ri > 0.0:
                 worst_one = J_ij
