@@ -562,6 +562,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # y may have several columns
+        tags.target_tags.positive_only = self.loss == "poisson"  # y >= 0
         return tags
 
     def _validate_training_data(self, X, y, incremental, reset):
