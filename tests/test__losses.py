@@ -94,6 +94,19 @@ def test_binary_cross_entropy_at_extreme_logits():
     assert J1 == pytest.approx(sum(per[:7]), rel=1e-15)
 
 
+def test_log1p_of_the_binary_cross_entropy_is_within_an_ulp():
+    # for t = 1 and z >= 0, J = log(1 + e), e = exp(−z) as fb_exp makes it
+    # (which poisson returns for z' = −z, t = 0): _lossmath.h's vectorised
+    # log1p on [0, 1] against NumPy's
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.uniform(0, 40, 20000), rng.uniform(0, 1.2, 20000),
+                        [0.0, np.log(1 / (np.sqrt(2) - 1)), 700.0, 745.0]])
+    J = np.array([_losses.binary_cross_entropy(np.array([[v]]), np.ones((1, 1)))[0] for v in z])
+    e = np.array([_losses.poisson(np.array([[-v]]), np.zeros((1, 1)))[0] for v in z])
+    want = np.log1p(e)
+    assert np.all(np.abs(J - want) <= np.spacing(want))
+
+
 def test_poisson_limits():
     Z = np.array([[-1e3, -1e3, 0.0, 700.0, 709.0, 710.0]])
     T = np.array([[0.0, 2.0, 1.0, 0.0, 0.0, 3.0]])

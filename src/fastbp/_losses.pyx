@@ -20,7 +20,7 @@ Every loss is scaled by the reduction's s and the row weights r_i.
 """
 
 cimport numpy as cnp
-from libc.math cimport fabs, isfinite, log, log1p, INFINITY
+from libc.math cimport fabs, isfinite, log, INFINITY
 from libc.stdint cimport int64_t
 
 from fastbp._checks cimport check_array, check_output, check_same_dim, check_vector
@@ -32,8 +32,13 @@ cdef extern from "_fastmath.h" nogil:
 
 cnp.import_array()
 
+cdef extern from "_lossmath.h" nogil:
+    # y = log(1 + x) for x in [0, 1], vectorised (x may equal y)
+    void fb_log1p_unit_array(const double *x, double *y, int64_t m)
+
 cdef enum:
     CHUNK = 64  # rows whose exponentials are taken in one vectorised call
+    LOG_BLOCK = 256  # elements whose log(1 + e) are taken in one vectorised call
 
 
 cpdef double loss_scale(int reduction, Py_ssize_t n) noexcept nogil:
@@ -130,30 +135,43 @@ cdef double cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d, const 
 
 cdef double binary_cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d,
                                       const Batch *b, double s, double *worst) noexcept nogil:
-    cdef Py_ssize_t i, j, m = b.n * d
-    cdef double total = 0.0, row, z, e, t, J_ij, c, ri, p
+    cdef Py_ssize_t i = 0, col = 0, j, k, k0, mm, m = b.n * d
+    cdef double total = 0.0, row = 0.0, z, e, t, J_ij, c, ri, p
     cdef double worst_one = -INFINITY
+    cdef double lg[LOG_BLOCK]
     cdef const double *T = b.T
-    for j in range(m):  # e = exp(−|z|) ∈ [0, 1], all at once (vectorised)
-        dZ[j] = -fabs(Z[j])
+    for k in range(m):  # e = exp(−|z|) ∈ [0, 1], all at once (vectorised)
+        dZ[k] = -fabs(Z[k])
     fb_exp_array(dZ, dZ, m)
-    for i in range(b.n):
-        ri = b.r[i] if b.r != NULL else 1.0
-        c = s * ri
-        row = 0.0
-        for j in range(i * d, i * d + d):
-            z = Z[j]
-            t = T[j]
-            e = dZ[j]
+    ri = (b.r[0] if b.r != NULL else 1.0) if b.n > 0 else 0.0
+    k0 = 0
+    while k0 < m:  # element by element, log(1 + e) a block at a time (vectorised)
+        mm = min(<Py_ssize_t>LOG_BLOCK, m - k0)
+        fb_log1p_unit_array(dZ + k0, lg, mm)
+        for k in range(k0, k0 + mm):
+            z = Z[k]
+            t = T[k]
+            e = dZ[k]
             # max(z, 0) − t z as one term, (1 − t) z or −t z: both ≥ 0 for t in
-            # [0, 1], so nothing cancels against log1p(e)
-            J_ij = log1p(e) + ((1.0 - t) * z if z > 0.0 else -t * z)
+            # [0, 1], so nothing cancels against log(1 + e)
+            J_ij = lg[k - k0] + ((1.0 - t) * z if z > 0.0 else -t * z)
             row += J_ij
             if J_ij > worst_one and ri > 0.0:
                 worst_one = J_ij
             p = (1.0 if z >= 0.0 else e) / (1.0 + e)  # σ(z), stably
-            dZ[j] = c * (p - t)
-        total += ri * row
+            dZ[k] = p - t
+            col += 1
+            if col == d:  # row i done: its weight and the reduction's scale
+                c = s * ri
+                for j in range(k + 1 - d, k + 1):
+                    dZ[j] *= c
+                total += ri * row
+                row = 0.0
+                col = 0
+                i += 1
+                if i < b.n:
+                    ri = b.r[i] if b.r != NULL else 1.0
+        k0 += mm
     worst[0] = worst_one
     return s * total
 
