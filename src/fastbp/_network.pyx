@@ -4,7 +4,10 @@ optimiser's update over all layers in one call, on buffers made once.
 
 Layers ℓ = 0..L-1 map width size[ℓ] to size[ℓ+1].  One example per row:
     A_0 = X,  A_{ℓ+1} = g_ℓ(A_ℓ W_ℓᵀ + b_ℓ)                       (eqs 10, 11)
-    δ_L = ∂J/∂A_L from the loss (fastbp._losses)
+    δ_L = ∂J/∂A_L from the loss (fastbp._losses); a loss that fuses the
+          output activation in (cross entropy, binary cross entropy,
+          Poisson) takes the logits: the last layer runs as identity and
+          δ_L = ∂J/∂Z_L
     δZ_ℓ = δ_{ℓ+1} ⊙ g_ℓ'(A_{ℓ+1}),  δb_ℓ = Σ_rows δZ_ℓ,
     δW_ℓ = δZ_ℓᵀ A_ℓ,  δ_ℓ = δZ_ℓ W_ℓ (not for ℓ = 0)              (eqs 21-24)
 which is seed 001's δ^(ℓ) = (W^(ℓ+1)ᵀ δ^(ℓ+1)) ⊙ σ'(z^(ℓ)) on batches.

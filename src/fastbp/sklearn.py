@@ -24,10 +24,10 @@ gradient from ``NetworkCore.step``:
 * multilabel classification (a 0/1 indicator y): one logistic unit per
   label, σ fused with the binary log-loss (``loss="binary_cross_entropy"``),
   ``predict`` thresholds the probabilities at 0.5;
-* regression with ``loss="poisson"``: exponential output, σ's place taken by
-  exp fused with half the Poisson deviance (``loss="poisson"``), the
-  loss_ scikit-learn reports (y log(y/ŷ) − y + ŷ, averaged over rows and
-  summed over outputs); y must be >= 0.
+* regression with ``loss="poisson"``: exponential output, exp fused with
+  half the Poisson deviance (fastbp's ``loss="poisson"``), the loss_
+  scikit-learn reports (y log(y/ŷ) − y + ŷ, averaged over rows and summed
+  over outputs); y must be >= 0.
 
 Both add the L2 penalty alpha/(2·batch) ‖W‖² (weights, not biases), and
 Adam's ε is applied where scikit-learn applies it (to √v before the bias
