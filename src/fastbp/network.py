@@ -400,7 +400,7 @@ class MLP:
         over between calls); an Optimizer object is used as given.  ``lr``
         overrides the optimiser's own learning rate when given.
         sample_weight: a contiguous float64 (N,) array, as in ``gradients``.
-        Nor are T's values checked against the loss's domain here (poisson's
+        T's values are not checked against the loss's domain here (poisson's
         T >= 0, binary_cross_entropy's in [0, 1]): ``gradients`` and ``fit``
         check them.
         """
