@@ -169,3 +169,16 @@ def test_out_is_honoured_or_refused(rng, loss):
 def test_bad_arguments(loss, args, err, match):
     with pytest.raises(err, match=match):
         getattr(_losses, loss)(*args)
+
+
+def test_names_codes_and_signatures_match_the_twins():
+    import inspect
+
+    from fastbp._enums import LOSSES, OUTPUTS, Loss, Output, code
+    assert LOSSES == ("squared_error", "cross_entropy", "binary_cross_entropy", "poisson")
+    assert OUTPUTS == ("none", "softmax", "exp")
+    assert code("loss", "binary_cross_entropy") is Loss.LOSS_BINARY_CROSS_ENTROPY == 2
+    assert code("loss", "poisson") is Loss.LOSS_POISSON == 3
+    assert code("output", "exp") is Output.OUT_EXP
+    for name in LOSSES[2:]:
+        assert inspect.signature(getattr(_losses, name)) == inspect.signature(getattr(ref, name))
