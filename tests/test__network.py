@@ -56,9 +56,17 @@ def make_net(activation="tanh", output="identity", seed=0):
     return MLP(SIZES, activation=activation, output_activation=output, seed=seed)
 
 
+OUTPUT_OF = {"squared_error": "identity", "cross_entropy": "identity",
+             "binary_cross_entropy": "sigmoid", "poisson": "exp"}
+
+
 def targets(rng, loss, n, probabilities=False):
     if loss == "squared_error":
         return rng.standard_normal((n, SIZES[-1]))
+    if loss == "binary_cross_entropy":
+        return (rng.uniform(size=(n, SIZES[-1])) < 0.4).astype(float)
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, SIZES[-1])).astype(float)
     if probabilities:
         P = rng.uniform(0.0, 1.0, (n, SIZES[-1]))
         return P / P.sum(axis=1, keepdims=True)
@@ -74,11 +82,12 @@ def assert_close(got, want, rtol=RTOL):
 @pytest.mark.parametrize("loss, reduction, probabilities", [
     ("squared_error", "sum", False), ("squared_error", "half", False),
     ("squared_error", "mean", False), ("cross_entropy", "mean", False),
-    ("cross_entropy", "sum", True)])
+    ("cross_entropy", "sum", True), ("binary_cross_entropy", "mean", False),
+    ("binary_cross_entropy", "half", False), ("poisson", "sum", False), ("poisson", "mean", False)])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_split_step_gives_the_one_thread_loss_and_gradient(rng, activation, loss, reduction,
                                                            probabilities, weighted):
-    net = make_net(activation)
+    net = make_net(activation, OUTPUT_OF[loss])
     X = rng.standard_normal((ROWS, SIZES[0]))
     T = targets(rng, loss, ROWS, probabilities)
     w = rng.uniform(0.0, 2.0, ROWS) if weighted else None
@@ -95,7 +104,7 @@ def test_split_step_gives_the_one_thread_loss_and_gradient(rng, activation, loss
     need_split(net.core, before)
     assert_close(J2, J1)
     assert_close(net.grads, g1)
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "binary_cross_entropy"):
         assert net.core.worst_row_loss == pytest.approx(worst1, rel=RTOL)
 
 
@@ -550,3 +559,52 @@ def test_core_reports_the_worst_row_cross_entropy(rng):
         if sample_weight is not None:
             row_loss = row_loss[sample_weight > 0]
         assert net.core.worst_row_loss == pytest.approx(row_loss.max(), rel=1e-12)
+
+
+def test_core_reports_the_worst_one_label_binary_cross_entropy(rng):
+    net = MLP([4, 6, 3], activation="tanh", output_activation="sigmoid", seed=1)
+    X = rng.standard_normal((9, 4))
+    T = (rng.uniform(size=(9, 3)) < 0.5).astype(float)
+    P = net.forward(X)
+    per = -(T * np.log(P) + (1 - T) * np.log(1 - P))
+    w = rng.uniform(0.5, 2.0, 9)
+    w[np.unravel_index(np.argmax(per), per.shape)[0]] = 0.0  # the worst label's row weighs 0
+    for sample_weight in (None, w):
+        net.gradients(X, T, loss="binary_cross_entropy", sample_weight=sample_weight)
+        keep = per if sample_weight is None else per[sample_weight > 0]
+        assert net.core.worst_row_loss == pytest.approx(keep.max(), rel=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "poisson"])
+def test_epoch_of_a_fused_loss_is_its_steps(rng, loss):
+    # the compiled epoch (shuffled, weighted, split batches) against train_step per batch
+    n, bs = 3 * ROWS, ROWS
+    X = rng.standard_normal((n, SIZES[0])) * 0.3
+    T = targets(rng, loss, n)
+    w = rng.uniform(0.5, 2.0, n)
+    order = rng.permutation(n).astype(np.int64)
+    a, b = make_net("tanh", OUTPUT_OF[loss]), make_net("tanh", OUTPUT_OF[loss])
+    lc, rc = codes(loss=loss, reduction="mean")
+    total = a.core.epoch(X, T, batch_size=bs, loss=lc, reduction=rc, order=order,
+                         buffers=(np.empty((bs, SIZES[0])), np.empty((bs, SIZES[-1]))),
+                         update=UpdateSpec(Update.UPD_SGD, lr=0.05), sample_weight=w)
+    want = 0.0
+    for start in range(0, n, bs):
+        rows = order[start:start + bs]
+        J = b.train_step(np.ascontiguousarray(X[rows]), np.ascontiguousarray(T[rows]), lr=0.05,
+                         loss=loss, sample_weight=np.ascontiguousarray(w[rows]))
+        want += J * w[rows].sum()
+    assert_close(total, want, rtol=1e-11)
+    assert_close(a.params, b.params, rtol=1e-11)
+
+
+def test_forward_applies_the_output_code():
+    sizes, rng = [3, 5, 2], np.random.default_rng(0)
+    X = rng.standard_normal((7, 3))
+    logits = MLP(sizes, activation="relu", output_activation="identity", seed=2)
+    want = logits.forward(X)
+    for out, f in (("softmax", softmax), ("exp", np.exp)):
+        net = MLP(sizes, activation="relu", output_activation=out, seed=2)
+        assert_close(net.forward(X), f(want))
+    with pytest.raises(ValueError, match="output code"):
+        _network.NetworkCore([2, 2], [0], np.zeros(6), np.zeros(6), output=7)

@@ -167,7 +167,8 @@ def test_as_targets_takes_no_labels_of_no_rows():
 
 
 @pytest.mark.parametrize("T, n_outputs, loss, err, match", [
-    (T4, 3, "hinge", ValueError, r"^loss must be one of \('squared_error', 'cross_entropy'\), got 'hinge'$"),
+    (T4, 3, "hinge", ValueError, r"^loss must be one of \('squared_error', 'cross_entropy', "
+     r"'binary_cross_entropy', 'poisson'\), got 'hinge'$"),
     (T4, 3, None, ValueError, r"^loss must be one of .* got None$"),
     ([[1.0, 2.0, 3.0], [1.0]], 3, "squared_error", TypeError, r"^T must be array-like of numbers, got list: "),
     (np.array([["a"] * 3] * 4), 3, "squared_error", TypeError, r"^T must hold real numbers, got dtype <U1$"),
@@ -191,9 +192,19 @@ def test_as_targets_takes_no_labels_of_no_rows():
      r"^T holds NaN or infinity; clean the data or pass check_finite=False$"),
     (np.array([[0.0, np.inf, 1.0]] * 4), 3, "cross_entropy", ValueError, r"^T holds NaN or infinity"),
     ([np.nan, 1.0, 2.0, 3.0], 1, "squared_error", ValueError, r"^T holds NaN or infinity"),
+    (np.array([[0.0, 1.0, 1.0]] * 3 + [[0.0, 1.0, -2.5]]), 3, "poisson", ValueError,
+     r"^T must be >= 0 \(counts or rates\) for loss 'poisson', got -2\.5 at row 3, column 2$"),
+    ([3.0, -0.0, 1.0, -1e-300], 1, "poisson", ValueError, r"got -1e-300 at row 3, column 0$"),
+    (np.array([[0.0, 1.0, 0.5]] * 3 + [[1.5, 0.0, 0.0]]), 3, "binary_cross_entropy", ValueError,
+     r"^T must be in \[0, 1\] \(0/1 labels or probabilities\) for loss 'binary_cross_entropy', "
+     r"got 1\.5 at row 3, column 0$"),
+    (np.array([[0, 1, -1]] * 4), 3, "binary_cross_entropy", ValueError, r"got -1\.0 at row 0, column 2$"),
+    (np.array([[0.0, np.inf, 1.0]] * 4), 3, "poisson", ValueError, r"^T holds NaN or infinity"),
+    (np.array([0, 1, 1, 0]), 3, "binary_cross_entropy", ValueError, r"^T must be 2-D \(4, 3\)"),
 ], ids=["loss", "loss None", "ragged", "strings", "0-D", "3-D", "rows", "label rows", "vector",
         "columns", "columns of probabilities", "float labels", "bool labels", "label too big",
-        "negative label", "nan", "inf", "nan in a list"])
+        "negative label", "nan", "inf", "nan in a list", "negative count", "tiny negative count",
+        "probability above 1", "negative label indicator", "inf count", "bce labels"])
 def test_as_targets_errors(T, n_outputs, loss, err, match):
     before = state(T)
     with pytest.raises(err, match=match):
@@ -212,8 +223,15 @@ def test_as_targets_names_the_argument():
 
 def test_as_targets_lets_nan_and_inf_through_without_check_finite():
     T = np.array([[np.nan, np.inf, -np.inf]] * 4)
-    for loss in LOSSES:
+    for loss in ("squared_error", "cross_entropy"):
         assert as_targets(T, 4, 3, loss, check_finite=False) is T
+    # a loss with a domain refuses what lies outside it, NaN is check_finite's
+    nan = np.array([[np.nan, 0.0, 1.0]] * 4)
+    for loss in ("binary_cross_entropy", "poisson"):
+        assert as_targets(nan, 4, 3, loss, check_finite=False) is nan
+        with pytest.raises(ValueError, match=f"for loss '{loss}', got -inf at row 0, column 2$"):
+            as_targets(np.array([[np.nan, 0.5, -np.inf]] * 4), 4, 3, loss, check_finite=False)
+    assert as_targets(np.array([[np.inf]] * 4), 4, 1, "poisson", check_finite=False).shape == (4, 1)
     got = as_targets(T[:, 0].tolist(), 4, 1, "squared_error", check_finite=False)
     assert np.isnan(got).all() and got.shape == (4, 1)
 

@@ -34,9 +34,34 @@ RTOL = 1e-10
 # The oracle: the same network written with the NumPy reference kernels.
 # ---------------------------------------------------------------------------
 
+# the output activation each fused loss trains (cross_entropy: logits)
+OUTPUT_OF = {"squared_error": "identity", "cross_entropy": "identity",
+             "binary_cross_entropy": "sigmoid", "poisson": "exp"}
+FUSED = ("cross_entropy", "binary_cross_entropy", "poisson")
+
+
+def loss_targets(rng, loss, n, d):
+    """Targets of a loss: normal values, labels, 0/1 rows (with a few soft
+    ones), Poisson counts (with a few non-integer rates)."""
+    if loss == "cross_entropy":
+        return rng.integers(0, d, n)
+    if loss == "binary_cross_entropy":
+        T = (rng.uniform(size=(n, d)) < 0.5).astype(float)
+        return np.where(rng.uniform(size=(n, d)) < 0.2, rng.uniform(size=(n, d)), T)
+    if loss == "poisson":
+        T = rng.poisson(2.0, (n, d)).astype(float)
+        return np.where(rng.uniform(size=(n, d)) < 0.2, rng.uniform(0, 3, (n, d)), T)
+    return rng.normal(size=(n, d))
+
+
 def ref_loss(Y, T, loss, reduction, weights=None):
     """(J, ∂J/∂Y): squared error from reference.squared_error, cross entropy
-    of softmax(Y) written out; ``weights`` scale example i by w_i N / Σ w."""
+    of softmax(Y) written out, binary cross entropy and Poisson from their
+    twins (on the logits Y); ``weights`` scale example i by w_i N / Σ w."""
+    if loss == "binary_cross_entropy":
+        return ref.binary_cross_entropy(Y, T, reduction, weights)
+    if loss == "poisson":
+        return ref.poisson(Y, T, reduction, weights)
     n = Y.shape[0]
     r = np.ones(n) if weights is None else weights * n / weights.sum()
     if loss == "squared_error":
@@ -55,8 +80,8 @@ def ref_loss(Y, T, loss, reduction, weights=None):
 def ref_network(net, X, T, loss="squared_error", reduction="sum", weights=None):
     """(J, dWs, dbs) by reference.dense_forward / dense_backward / the loss."""
     acts = list(net.activations)
-    if acts[-1] == "softmax":
-        acts[-1] = "identity"  # the softmax lives in the loss
+    if loss in FUSED:
+        acts[-1] = "identity"  # the output activation lives in the loss
     A = [X]
     for W, b, a in zip(net.weights, net.biases, acts):
         A.append(ref.dense_forward(A[-1], W, b, a))
@@ -70,6 +95,7 @@ def ref_network(net, X, T, loss="squared_error", reduction="sum", weights=None):
 
 
 def random_net(rng, depth, activation, output="identity", max_width=7):
+    """A net of random widths, each in [1, max_width]."""
     sizes = [int(rng.integers(1, max_width + 1)) for _ in range(depth + 1)]
     return MLP(sizes, activation=activation, output_activation=output,
                seed=int(rng.integers(1 << 30)))
@@ -127,6 +153,31 @@ def test_cross_entropy_gradients_match_reference(activation, depth):
     assert_grads_match(net, X, soft, loss="cross_entropy", reduction="sum")
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "poisson"])
+@pytest.mark.parametrize("reduction", ["sum", "half", "mean"])
+def test_fused_binary_and_poisson_gradients_match_reference(activation, depth, loss, reduction):
+    rng = np.random.default_rng([depth, len(activation), len(loss), len(reduction)])
+    net = random_net(rng, depth, activation, output=OUTPUT_OF[loss])
+    for n in (1, int(rng.integers(2, 9)), 70):  # N=1, a few rows, more than one chunk
+        X = rng.normal(size=(n, net.sizes[0]))
+        T = loss_targets(rng, loss, n, net.sizes[-1])
+        assert_grads_match(net, X, T, loss=loss, reduction=reduction)
+        assert_grads_match(net, X, T, loss=loss, reduction=reduction,
+                           sample_weight=rng.uniform(0.0, 2.0, n) + (n == 1))
+
+
+@pytest.mark.parametrize("sizes", [[1, 1], [3, 40, 1], [5, 64, 33], [200, 3, 2]])
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "poisson"])
+def test_fused_losses_on_wide_tall_and_narrow_nets(rng, sizes, loss):
+    net = MLP(sizes, activation="relu", output_activation=OUTPUT_OF[loss], seed=1)
+    for b in net.biases:
+        b[...] = rng.normal(size=b.shape) * 0.3
+    X = rng.normal(size=(129, sizes[0])) * 0.5
+    assert_grads_match(net, X, loss_targets(rng, loss, 129, sizes[-1]), loss=loss, reduction="mean")
+
+
 @pytest.mark.parametrize("n", [63, 64, 65, 150])
 def test_cross_entropy_over_several_chunks_of_rows(rng, n):
     # the exponentials are taken 64 rows at a time: every row, every chunk
@@ -173,6 +224,17 @@ def test_forward_predict_match_reference():
     np.testing.assert_array_equal(net.predict(X.tolist()), net.forward(X))
 
 
+def test_exp_output_forward_is_exp_of_the_logits():
+    rng = np.random.default_rng(6)
+    net = MLP([4, 6, 2], activation="tanh", output_activation="exp", seed=0)
+    X = rng.normal(size=(1100, 4))  # more rows than one chunk
+    logits = ref.dense_forward(ref.dense_forward(X, net.weights[0], net.biases[0], "tanh"),
+                               net.weights[1], net.biases[1], "identity")
+    assert_close(net.forward(X), np.exp(logits))
+    np.testing.assert_array_equal(net.predict(X.tolist()), net.forward(X))
+    assert net.activations == ("tanh", "exp") and net.core.output == 2
+
+
 def test_softmax_output_gives_probabilities():
     rng = np.random.default_rng(5)
     net = MLP([4, 6, 3], activation="relu", output_activation="softmax", seed=0)
@@ -197,6 +259,52 @@ def test_cross_entropy_is_stable_for_huge_logits():
     np.testing.assert_allclose(gb[0], [1.0, -1.0, 0.0], atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "half", "mean"])
+def test_binary_cross_entropy_is_stable_and_right_for_logits_of_1e3(reduction):
+    # one linear layer: the logits are W x + b = ±1e3 and 0
+    net = MLP([2, 3], output_activation="sigmoid", seed=0)
+    net.weights[0][...] = [[1e3, 0.0], [-1e3, 0.0], [0.0, 1.0]]
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
+    T = np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.25, 0.5, 1.0]])
+    Z = X @ net.weights[0].T
+    P = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 0.5]])
+    # −t log p − (1−t) log(1−p): a wrong sign at |z| = 1e3 costs 1e3 (+ log 2 at z = 0)
+    per = np.array([[0.0, 1e3, np.log(2)], [1e3, 1e3, np.log(2)], [np.log(2)] * 3])
+    s = {"sum": 1.0, "half": 0.5, "mean": 1.0 / 3}[reduction]
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        J, gW, gb = net.gradients(X, T, loss="binary_cross_entropy", reduction=reduction)
+        assert J == pytest.approx(s * per.sum(), rel=1e-13)
+        assert net.loss(X, T, "binary_cross_entropy", reduction) == pytest.approx(J, rel=1e-13)
+        np.testing.assert_allclose(gb[0], s * (P - T).sum(axis=0), rtol=1e-13, atol=1e-300)
+        np.testing.assert_allclose(gW[0], s * (P - T).T @ X, rtol=1e-13, atol=1e-300)
+        np.testing.assert_array_equal(net.predict(X), P)
+        net.train_step(X, T, lr=1e-3, loss="binary_cross_entropy", reduction=reduction)
+    assert np.isfinite(net.params).all()
+    assert ref.binary_cross_entropy(Z, T, reduction)[0] == pytest.approx(J, rel=1e-13)
+
+
+def test_poisson_is_finite_for_large_negative_logits_and_inf_past_exp_overflow():
+    net = MLP([1, 1], output_activation="exp", seed=0)
+    net.weights[0][...] = 1.0
+    T = np.array([[3.0], [0.0], [2.0]])
+    X = np.array([[-1e3], [-1e3], [5.0]])
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        J, gW, gb = net.gradients(X, T, loss="poisson")
+    # exp(−1e3) = 0: J = −t z + t log t − t;  z = 5: e^5 − 2·5 + 2 log 2 − 2
+    want = 3e3 + 3 * np.log(3) - 3 + 0.0 + (np.exp(5) - 10 + 2 * np.log(2) - 2)
+    assert J == pytest.approx(want, rel=1e-13)
+    np.testing.assert_allclose(gb[0], [-3.0 + 0.0 + np.exp(5) - 2.0], rtol=1e-13)
+    # past log(DBL_MAX) ≈ 709.78 exp overflows: J and the gradient are +inf, never NaN
+    J, gW, gb = net.gradients(np.array([[710.0], [1.0]]), np.array([[1.0], [1.0]]), loss="poisson")
+    assert J == np.inf and gb[0][0] == np.inf and gW[0][0, 0] == np.inf
+    # a perfect fit has loss 0 (half the deviance, its constant kept)
+    net.weights[0][...] = 0.0
+    net.biases[0][...] = np.log(2.5)
+    assert net.loss(np.zeros((4, 1)), np.full((4, 1), 2.5), "poisson") == pytest.approx(0.0, abs=1e-15)
+
+
 # ---------------------------------------------------------------------------
 # Finite differences and seed 000's path sums: oracles independent of ours
 # ---------------------------------------------------------------------------
@@ -216,14 +324,14 @@ def numeric_gradient(net, X, T, loss, reduction, h=1e-6):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity", "relu"])
-@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy", "binary_cross_entropy", "poisson"])
 def test_gradients_match_finite_differences(activation, loss):
     rng = np.random.default_rng(11)
-    net = MLP([3, 5, 4, 3], activation=activation, seed=3)
+    net = MLP([3, 5, 4, 3], activation=activation, output_activation=OUTPUT_OF[loss], seed=3)
     for b in net.biases:  # b = 0 would put relu units of all-zero rows on the kink
         b[...] = rng.normal(size=b.shape)
     X = rng.normal(size=(6, 3))
-    T = rng.integers(0, 3, 6) if loss == "cross_entropy" else rng.normal(size=(6, 3))
+    T = loss_targets(rng, loss, 6, 3)
     J, gw, gb = net.gradients(X, T, loss, "mean")
     analytic = np.concatenate([g.ravel() for g in gw] + gb)
     numeric = numeric_gradient(net, X, T, loss, "mean")
@@ -285,12 +393,12 @@ def test_linear_net_matches_fastbp_paths(reduction):
 # Sample weights and per-example gradient norms
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy"])
+@pytest.mark.parametrize("loss", ["squared_error", "cross_entropy", "binary_cross_entropy", "poisson"])
 def test_sample_weight_matches_reference_and_repetition(loss):
     rng = np.random.default_rng(8)
-    net = MLP([4, 6, 3], activation="tanh", seed=1)
+    net = MLP([4, 6, 3], activation="tanh", output_activation=OUTPUT_OF[loss], seed=1)
     X = rng.normal(size=(5, 4))
-    T = rng.integers(0, 3, 5) if loss == "cross_entropy" else rng.normal(size=(5, 3))
+    T = loss_targets(rng, loss, 5, 3)
     w = np.array([2.0, 1.0, 0.0, 3.0, 1.0])
     assert_grads_match(net, X, T, loss=loss, reduction="sum", sample_weight=w)
     # weight k = the row repeated k times, under the mean
@@ -320,13 +428,16 @@ def test_bad_sample_weight(bad, match):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss, reduction", [("squared_error", "sum"), ("squared_error", "mean"),
-                                             ("squared_error", "half"), ("cross_entropy", "mean")])
+                                             ("squared_error", "half"), ("cross_entropy", "mean"),
+                                             ("binary_cross_entropy", "mean"),
+                                             ("binary_cross_entropy", "half"), ("poisson", "sum"),
+                                             ("poisson", "mean")])
 def test_per_example_grad_norms_match_one_at_a_time(activation, loss, reduction):
     rng = np.random.default_rng([len(activation), len(loss), len(reduction)])
-    net = MLP([5, 7, 6, 3], activation=activation, seed=4)
+    net = MLP([5, 7, 6, 3], activation=activation, output_activation=OUTPUT_OF[loss], seed=4)
     n = 9
     X = rng.normal(size=(n, 5))
-    T = rng.integers(0, 3, n) if loss == "cross_entropy" else rng.normal(size=(n, 3))
+    T = loss_targets(rng, loss, n, 3)
     w = rng.uniform(0.5, 2.0, n)
     for weights in (None, w):
         norms = net.per_example_grad_norms(X, T, loss, reduction, sample_weight=weights)
@@ -419,6 +530,39 @@ def test_loss_and_output_activation_must_agree():
         MLP([3, 2]).gradients(X, T, loss="cross_entropy", reduction="half")
     with pytest.raises(ValueError, match="loss must be one of"):
         MLP([3, 2]).gradients(X, T, loss="hinge")
+    B = np.array([[0.0, 1.0], [1.0, 1.0]])
+    for out in ("identity", "softmax", "tanh", "exp"):
+        with pytest.raises(ValueError, match="'binary_cross_entropy'.*output_activation 'sigmoid', got"):
+            MLP([3, 2], output_activation=out).gradients(X, B, loss="binary_cross_entropy")
+    for out in ("identity", "sigmoid", "softmax"):
+        with pytest.raises(ValueError, match="'poisson'.*output_activation 'exp', got"):
+            MLP([3, 2], output_activation=out).train_step(X, B, loss="poisson")
+    for loss in ("squared_error", "cross_entropy", "binary_cross_entropy"):
+        with pytest.raises(ValueError, match="output_activation.*'exp'"):
+            MLP([3, 2], output_activation="exp").fit(X, B, loss=loss)
+    with pytest.raises(ValueError, match=r"T must be >= 0 .* got -1\.0 at row 0, column 1"):
+        MLP([3, 2], output_activation="exp").gradients(X, -B, loss="poisson")
+    with pytest.raises(ValueError, match=r"T must be in \[0, 1\] .* got 2\.0 at row 0, column 1"):
+        MLP([3, 2], output_activation="sigmoid").loss(X, 2 * B, loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"T_val must be >= 0"):
+        MLP([3, 2], output_activation="exp").fit(X, B, loss="poisson", validation_data=(X, -B))
+
+
+@pytest.mark.parametrize("loss", ["binary_cross_entropy", "poisson"])
+def test_fit_with_the_fused_losses_learns_and_reports_their_loss(rng, loss):
+    X = rng.normal(size=(300, 4))
+    if loss == "poisson":
+        T = rng.poisson(np.exp(0.5 * X[:, :2] - 0.2)).astype(float)
+    else:
+        T = (X[:, :2] + 0.3 * rng.normal(size=(300, 2)) > 0).astype(float)
+    net = MLP([4, 8, 2], activation="tanh", output_activation=OUTPUT_OF[loss], seed=0)
+    before = net.loss(X, T, loss)
+    history = net.fit(X, T, epochs=40, batch_size=32, optimizer="adam", lr=0.01, loss=loss,
+                      validation_data=(X[:50], T[:50]), seed=0)
+    after = net.loss(X, T, loss)
+    assert after < 0.7 * before
+    assert history["val_loss"][-1] == pytest.approx(net.loss(X[:50], T[:50], loss), rel=1e-12)
+    assert np.all(np.isfinite(history["loss"]))
 
 
 @pytest.mark.parametrize("X, T, err, match", [

@@ -10,8 +10,16 @@
 /* a layer's activation g (hidden or output) */
 enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3 };
 
-/* the loss on the output (cross entropy: softmax fused in) */
-enum fb_loss { FB_LOSS_SQUARED_ERROR = 0, FB_LOSS_CROSS_ENTROPY = 1 };
+/* the loss on the output; all but squared error take the output layer's
+   logits Z and fuse its output activation in: cross entropy the softmax,
+   binary cross entropy the sigmoid, Poisson exp */
+enum fb_loss { FB_LOSS_SQUARED_ERROR = 0, FB_LOSS_CROSS_ENTROPY = 1,
+               FB_LOSS_BINARY_CROSS_ENTROPY = 2, FB_LOSS_POISSON = 3 };
+
+/* what inference applies to the logits beyond the layers' activations: the
+   output activations that only a fused loss trains (a sigmoid output is the
+   layer's own activation) */
+enum fb_output { FB_OUT_NONE = 0, FB_OUT_SOFTMAX = 1, FB_OUT_EXP = 2 };
 
 /* J scaled by 1 ("sum"), 1/2 ("half", seed 000) or 1/N ("mean") */
 enum fb_reduction { FB_RED_SUM = 0, FB_RED_HALF = 1, FB_RED_MEAN = 2 };

@@ -12,6 +12,13 @@ cdef extern from "_enums.h":
     cpdef enum Loss "fb_loss":
         LOSS_SQUARED_ERROR "FB_LOSS_SQUARED_ERROR"
         LOSS_CROSS_ENTROPY "FB_LOSS_CROSS_ENTROPY"
+        LOSS_BINARY_CROSS_ENTROPY "FB_LOSS_BINARY_CROSS_ENTROPY"
+        LOSS_POISSON "FB_LOSS_POISSON"
+
+    cpdef enum Output "fb_output":
+        OUT_NONE "FB_OUT_NONE"
+        OUT_SOFTMAX "FB_OUT_SOFTMAX"
+        OUT_EXP "FB_OUT_EXP"
 
     cpdef enum Reduction "fb_reduction":
         RED_SUM "FB_RED_SUM"
@@ -26,7 +33,7 @@ cdef extern from "_enums.h":
         UPD_ADAM "FB_UPD_ADAM"
 
 
-# The code of a name of ``kind`` ("activation", "loss", "reduction",
+# The code of a name of ``kind`` ("activation", "loss", "output", "reduction",
 # "update"), or a ValueError listing the choices.
 cpdef object code(str kind, object name)
 

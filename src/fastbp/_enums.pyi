@@ -11,6 +11,13 @@ class Activation(IntEnum):
 class Loss(IntEnum):
     LOSS_SQUARED_ERROR = 0
     LOSS_CROSS_ENTROPY = 1
+    LOSS_BINARY_CROSS_ENTROPY = 2
+    LOSS_POISSON = 3
+
+class Output(IntEnum):
+    OUT_NONE = 0
+    OUT_SOFTMAX = 1
+    OUT_EXP = 2
 
 class Reduction(IntEnum):
     RED_SUM = 0
@@ -26,6 +33,7 @@ class Update(IntEnum):
 
 ACTIVATIONS: Final[tuple[str, ...]]
 LOSSES: Final[tuple[str, ...]]
+OUTPUTS: Final[tuple[str, ...]]
 REDUCTIONS: Final[tuple[str, ...]]
 UPDATES: Final[tuple[str, ...]]
 

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""The names and codes of activations, losses, reductions and updates.
+"""The names and codes of activations, losses, outputs, reductions and updates.
 
 The codes are defined once, in _enums.h; _enums.pxd declares them, and
 Cython makes each enum a Python IntEnum here (``Activation.ACT_RELU``).
@@ -7,7 +7,8 @@ The names users write are the members' names without the prefix, in code
 order, so ``ACTIVATIONS[code]`` is a code's name:
 
     ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
-    LOSSES      = ("squared_error", "cross_entropy")
+    LOSSES      = ("squared_error", "cross_entropy", "binary_cross_entropy", "poisson")
+    OUTPUTS     = ("none", "softmax", "exp")
     REDUCTIONS  = ("sum", "half", "mean")
     UPDATES     = ("none", "sgd", "momentum", "nesterov", "adam")
 
@@ -24,12 +25,14 @@ cdef tuple _names(object enum):
 
 ACTIVATIONS = _names(Activation)
 LOSSES = _names(Loss)
+OUTPUTS = _names(Output)  # inference's function of the logits (NetworkCore's output=)
 REDUCTIONS = _names(Reduction)
 UPDATES = _names(Update)
 
 cdef dict _TABLES = {
     "activation": (ACTIVATIONS, dict(zip(ACTIVATIONS, sorted(Activation, key=int)))),
     "loss": (LOSSES, dict(zip(LOSSES, sorted(Loss, key=int)))),
+    "output": (OUTPUTS, dict(zip(OUTPUTS, sorted(Output, key=int)))),
     "reduction": (REDUCTIONS, dict(zip(REDUCTIONS, sorted(Reduction, key=int)))),
     "update": (UPDATES, dict(zip(UPDATES, sorted(Update, key=int)))),
 }

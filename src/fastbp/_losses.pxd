@@ -24,6 +24,17 @@ cdef double squared_error_rows(const double *Y, double *dY, Py_ssize_t d, const 
 cdef double cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d, const Batch *b,
                                double s, double *worst) noexcept nogil
 
+# binary cross entropy on logits Z, σ fused in: J = s Σ_i r_i Σ_j J_ij,
+# J_ij = log(1 + e^{−|z|}) + max(z, 0) − t z, δZ = s r_i (σ(Z) − T); *worst =
+# the largest J_ij of a row with weight > 0 (−inf if none)
+cdef double binary_cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d,
+                                      const Batch *b, double s, double *worst) noexcept nogil
+
+# half Poisson deviance on logits Z, ŷ = exp(Z): J = s Σ_i r_i Σ_j [exp(z) − t z
+# + t log t − t], δZ = s r_i (exp(Z) − T); T >= 0 (checked by the caller)
+cdef double poisson_rows(const double *Z, double *dZ, Py_ssize_t d, const Batch *b,
+                         double s) noexcept nogil
+
 # Z ← softmax(Z) row by row, in place
 cdef void softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil
 

@@ -4,16 +4,27 @@
 With P = softmax(z) and lse = log Σ exp z, cross entropy of a row is
 J_i = −Σ_j T_j log P_j = (Σ_j T_j) lse − Σ_j T_j z_j, with ∂J_i/∂z =
 (Σ_j T_j) P − T (P − T for one-hot or probability rows).  Squared error is
-seed 001/002's J = Σ (T − Y)², δY = 2 (Y − T).  Both are scaled by the
-reduction's s and the row weights r_i.
+seed 001/002's J = Σ (T − Y)², δY = 2 (Y − T).
+
+Binary cross entropy of one logit z with target t ∈ [0, 1], p = σ(z):
+J = −t log p − (1 − t) log(1 − p) = log(1 + e^{−|z|}) + max(z, 0) − t z,
+which is finite for every finite z (e^{−|z|} ≤ 1), and ∂J/∂z = p − t.
+Poisson with the log link, ŷ = exp(z), t ≥ 0: half the Poisson deviance
+J = t log(t / ŷ) − t + ŷ = exp(z) − t z + (t log t − t) (0 log 0 = 0), so J ≥ 0
+with 0 at ŷ = t (scikit-learn's MLPRegressor reports this; its
+HalfPoissonLoss drops the constant t log t − t), ∂J/∂z = exp(z) − t.
+For z above log(DBL_MAX) ≈ 709.78, exp(z) overflows: J and δZ are +inf (the
+true values exceed the float64 range).  Below, everything is finite.
+
+Every loss is scaled by the reduction's s and the row weights r_i.
 """
 
 cimport numpy as cnp
-from libc.math cimport isfinite, log, INFINITY
+from libc.math cimport fabs, isfinite, log, INFINITY
 from libc.stdint cimport int64_t
 
-from fastbp._checks cimport check_array, check_vector
-from fastbp._enums cimport RED_HALF, RED_MEAN
+from fastbp._checks cimport check_array, check_output, check_same_dim, check_vector
+from fastbp._enums cimport RED_HALF, RED_MEAN, reduction_code
 
 cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
@@ -21,8 +32,13 @@ cdef extern from "_fastmath.h" nogil:
 
 cnp.import_array()
 
+cdef extern from "_lossmath.h" nogil:
+    # y = log(1 + x) for x in [0, 1], vectorised (x may equal y)
+    void fb_log1p_unit_array(const double *x, double *y, int64_t m)
+
 cdef enum:
     CHUNK = 64  # rows whose exponentials are taken in one vectorised call
+    LOG_BLOCK = 256  # elements whose log(1 + e) are taken in one vectorised call
 
 
 cpdef double loss_scale(int reduction, Py_ssize_t n) noexcept nogil:
@@ -117,6 +133,69 @@ cdef double cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d, const 
     return s * total
 
 
+cdef double binary_cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d,
+                                      const Batch *b, double s, double *worst) noexcept nogil:
+    cdef Py_ssize_t i = 0, col = 0, j, k, k0, mm, m = b.n * d
+    cdef double total = 0.0, row = 0.0, z, e, t, J_ij, c, ri, p
+    cdef double worst_one = -INFINITY
+    cdef double lg[LOG_BLOCK]
+    cdef const double *T = b.T
+    for k in range(m):  # e = exp(−|z|) ∈ [0, 1], all at once (vectorised)
+        dZ[k] = -fabs(Z[k])
+    fb_exp_array(dZ, dZ, m)
+    ri = (b.r[0] if b.r != NULL else 1.0) if b.n > 0 else 0.0
+    k0 = 0
+    while k0 < m:  # element by element, log(1 + e) a block at a time (vectorised)
+        mm = min(<Py_ssize_t>LOG_BLOCK, m - k0)
+        fb_log1p_unit_array(dZ + k0, lg, mm)
+        for k in range(k0, k0 + mm):
+            z = Z[k]
+            t = T[k]
+            e = dZ[k]
+            # max(z, 0) − t z as one term, (1 − t) z or −t z: both ≥ 0 for t in
+            # [0, 1], so nothing cancels against log(1 + e)
+            J_ij = lg[k - k0] + ((1.0 - t) * z if z > 0.0 else -t * z)
+            row += J_ij
+            if J_ij > worst_one and ri > 0.0:
+                worst_one = J_ij
+            p = (1.0 if z >= 0.0 else e) / (1.0 + e)  # σ(z), stably
+            dZ[k] = p - t
+            col += 1
+            if col == d:  # row i done: its weight and the reduction's scale
+                c = s * ri
+                for j in range(k + 1 - d, k + 1):
+                    dZ[j] *= c
+                total += ri * row
+                row = 0.0
+                col = 0
+                i += 1
+                if i < b.n:
+                    ri = b.r[i] if b.r != NULL else 1.0
+        k0 += mm
+    worst[0] = worst_one
+    return s * total
+
+
+cdef double poisson_rows(const double *Z, double *dZ, Py_ssize_t d, const Batch *b,
+                         double s) noexcept nogil:
+    cdef Py_ssize_t i, j, m = b.n * d
+    cdef double total = 0.0, row, t, c, ri
+    cdef const double *T = b.T
+    fb_exp_array(Z, dZ, m)  # ŷ = exp(z), all at once (vectorised)
+    for i in range(b.n):
+        ri = b.r[i] if b.r != NULL else 1.0
+        c = s * ri
+        row = 0.0
+        for j in range(i * d, i * d + d):
+            t = T[j]
+            row += dZ[j] - t * Z[j]
+            if t > 0.0:
+                row += t * (log(t) - 1.0)
+            dZ[j] = c * (dZ[j] - t)
+        total += ri * row
+    return s * total
+
+
 cdef void softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
     cdef Py_ssize_t i, j, i0, rows
     cdef double z_max[CHUNK]
@@ -135,6 +214,56 @@ cdef void softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
             for j in range(d):
                 z[j] *= inv
         i0 += rows
+
+
+cdef tuple _loss_call(object Z, object T, object reduction, object sample_weight, object out,
+                      bint binary):
+    """(J, δZ) of binary cross entropy (binary) or Poisson on checked arguments."""
+    cdef int red = reduction_code(reduction)
+    cdef cnp.ndarray z = check_array(Z, "Z", 2), t = check_array(T, "T", 2)
+    check_same_dim("the loss", "Z", z, 0, "T", t, 0)
+    check_same_dim("the loss", "Z", z, 1, "T", t, 1)
+    cdef Py_ssize_t n = cnp.PyArray_DIM(z, 0), d = cnp.PyArray_DIM(z, 1)
+    cdef cnp.ndarray dz = check_output(out, "out", n, d, 2, (z, t), ("Z", "T"))
+    cdef Batch b
+    b.X = NULL
+    b.T = <const double *>cnp.PyArray_DATA(t)
+    b.labels = NULL
+    b.r = NULL
+    b.n = n
+    cdef cnp.ndarray r = None
+    if sample_weight is not None:
+        r = cnp.PyArray_EMPTY(1, [n], cnp.NPY_DOUBLE, 0)
+        check_row_weights(sample_weight, n, <double *>cnp.PyArray_DATA(r))
+        b.r = <const double *>cnp.PyArray_DATA(r)
+    cdef double s = loss_scale(red, n), J, worst
+    cdef const double *pz = <const double *>cnp.PyArray_DATA(z)
+    cdef double *pdz = <double *>cnp.PyArray_DATA(dz)
+    with nogil:
+        if binary:
+            J = binary_cross_entropy_rows(pz, pdz, d, &b, s, &worst)
+        else:
+            J = poisson_rows(pz, pdz, d, &b, s)
+    return J, dz
+
+
+def binary_cross_entropy(Z, T, reduction="sum", sample_weight=None, out=None):
+    """Binary cross entropy of the logits Z (N, D), σ fused in, and δZ:
+    J = s Σ_i r_i Σ_j [log(1 + e^{−|z|}) + max(z, 0) − t z] (= −t log σ(z) −
+    (1 − t) log(1 − σ(z)), finite for every finite z), δZ = s r_i (σ(Z) − T);
+    s by ``reduction`` ("sum" 1, "half" ½, "mean" 1/N), r_i = w_i N / Σ w
+    (all ones without sample_weight).  T: targets in [0, 1], unchecked.
+    Returns (J, δZ)."""
+    return _loss_call(Z, T, reduction, sample_weight, out, True)
+
+
+def poisson(Z, T, reduction="sum", sample_weight=None, out=None):
+    """Half the Poisson deviance of ŷ = exp(Z) (log link fused in), and δZ:
+    J = s Σ_i r_i Σ_j [t log(t / ŷ) − t + ŷ] = s Σ r_i Σ [exp(z) − t z + t log t − t]
+    (0 log 0 = 0), δZ = s r_i (exp(Z) − T); s and r_i as in
+    binary_cross_entropy.  T: targets >= 0, unchecked.  Where exp(z)
+    overflows (z > 709.78) J and δZ are +inf.  Returns (J, δZ)."""
+    return _loss_call(Z, T, reduction, sample_weight, out, False)
 
 
 def softmax(Z):

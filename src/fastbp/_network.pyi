@@ -22,11 +22,11 @@ class Objective:
 class NetworkCore:
     n_layers: int
     capacity: int
-    softmax_output: bool
+    output: int
     worst_row_loss: float
     split_steps: int
     def __init__(self, sizes: Sequence[int], activations: Sequence[int], params: _F64,
-                 grads: _F64, *, softmax_output: bool = False) -> None: ...
+                 grads: _F64, *, output: int = 0) -> None: ...
     def reserve(self, rows: int) -> None: ...
     def step(self, X: _F64, T: Any, *, loss: int = 0, reduction: int = 0,
              sample_weight: _F64 | None = None, backward: bool = True,

@@ -4,7 +4,10 @@ optimiser's update over all layers in one call, on buffers made once.
 
 Layers ℓ = 0..L-1 map width size[ℓ] to size[ℓ+1].  One example per row:
     A_0 = X,  A_{ℓ+1} = g_ℓ(A_ℓ W_ℓᵀ + b_ℓ)                       (eqs 10, 11)
-    δ_L = ∂J/∂A_L from the loss (fastbp._losses)
+    δ_L = ∂J/∂A_L from the loss (fastbp._losses); a loss that fuses the
+          output activation in (cross entropy, binary cross entropy,
+          Poisson) takes the logits: the last layer runs as identity and
+          δ_L = ∂J/∂Z_L
     δZ_ℓ = δ_{ℓ+1} ⊙ g_ℓ'(A_{ℓ+1}),  δb_ℓ = Σ_rows δZ_ℓ,
     δW_ℓ = δZ_ℓᵀ A_ℓ,  δ_ℓ = δZ_ℓ W_ℓ (not for ℓ = 0)              (eqs 21-24)
 which is seed 001's δ^(ℓ) = (W^(ℓ+1)ᵀ δ^(ℓ+1)) ⊙ σ'(z^(ℓ)) on batches.
@@ -30,11 +33,18 @@ from scipy.linalg.cython_blas cimport dgemm, ddot
 
 from fastbp._checks cimport check_rows, check_labels, check_row_indices, check_vector
 from fastbp._enums cimport LOSS_SQUARED_ERROR, LOSS_CROSS_ENTROPY, RED_SUM, RED_HALF, RED_MEAN, UPD_NONE, UPD_ADAM
+from fastbp._enums cimport (ACT_IDENTITY, LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON, OUT_NONE,
+                            OUT_SOFTMAX, OUT_EXP)
 from fastbp._kernels cimport (Shape, DenseGrads, dense_forward_kernel, dense_backward_kernel,
                               squared_error_kernel, worth_releasing_gil)
 from fastbp._losses cimport (Batch, loss_scale, squared_error_rows, cross_entropy_rows,
-                             softmax_rows, row_weights_of, check_row_weights)
+                             binary_cross_entropy_rows, poisson_rows, softmax_rows,
+                             row_weights_of, check_row_weights)
 from fastbp._optim cimport Update, UpdateSpec, load_update, set_adam_step, update_range
+
+cdef extern from "_fastmath.h" nogil:
+    # y = exp(x) elementwise, vectorised (x may equal y)
+    void fb_exp_array(const double *x, double *y, int64_t m)
 
 cdef extern from "_team.h" nogil:
     ctypedef void (*fb_task_fn)(void *arg, int part) noexcept nogil
@@ -78,6 +88,7 @@ cdef struct Layers:
     int L
     int *size
     int *act
+    int *logit_act      # act with the output layer's identity: a fused loss's pass
     Py_ssize_t *w_off
     Py_ssize_t *b_off
     double *params
@@ -123,10 +134,22 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
     cdef double *tmp
     cdef const double *a_in
     cdef DenseGrads g
+    cdef Layers logits
+    if p.loss != LOSS_SQUARED_ERROR:
+        # the loss fuses the output activation in and takes the logits Z_L,
+        # so the output layer runs as identity (δ_L is then δZ_L)
+        logits = net[0]
+        logits.act = net.logit_act
+        net = &logits
     _forward(net, w, b.X, n)
     d = net.size[L]
     if p.loss == LOSS_CROSS_ENTROPY:
         J = cross_entropy_rows(w.A[L], cur, d, b, p.s, &w.worst)
+    elif p.loss == LOSS_BINARY_CROSS_ENTROPY:
+        J = binary_cross_entropy_rows(w.A[L], cur, d, b, p.s, &w.worst)
+    elif p.loss == LOSS_POISSON:
+        J = poisson_rows(w.A[L], cur, d, b, p.s)
+        w.worst = -INFINITY
     elif b.r != NULL:
         J = squared_error_rows(w.A[L], cur, d, b, p.s)
     else:
@@ -289,10 +312,12 @@ cdef class NetworkCore:
 
     cdef readonly int n_layers
     cdef readonly Py_ssize_t capacity
-    cdef readonly bint softmax_output
+    # what forward applies to the output layer's values (an Output code)
+    cdef readonly int output
     # the largest one-row cross entropy −log P(true class) of the last pass
-    # (rows of weight 0 left out): lets a caller see whether any row's
-    # probability fell below a threshold without another pass
+    # (binary cross entropy: the largest one-label loss; rows of weight 0
+    # left out): lets a caller see whether any row's probability fell below
+    # a threshold without another pass
     cdef readonly double worst_row_loss
     # batches split over two threads so far (see _plan)
     cdef readonly Py_ssize_t split_steps
@@ -314,30 +339,38 @@ cdef class NetworkCore:
         self.worst_row_loss = -INFINITY
         self.net.size = NULL
         self.net.act = NULL
+        self.net.logit_act = NULL
         self.net.w_off = NULL
         self.net.b_off = NULL
         self.work[0].A = NULL
         self.work[1].A = NULL
         self.work[0].threads = 0
 
-    def __init__(self, sizes, activations, params, grads, *, bint softmax_output=False):
+    def __init__(self, sizes, activations, params, grads, *, int output=OUT_NONE):
         """sizes: the widths, input first; activations: one Activation code
-        per layer; params, grads: the MLP's flat float64 vectors."""
+        per layer; params, grads: the MLP's flat float64 vectors; output:
+        the Output code of what forward applies to the last layer's values
+        (OUT_SOFTMAX, OUT_EXP: an output activation only a fused loss
+        trains, the last layer then being identity).  A pass of any loss but
+        squared error runs the last layer as identity (its logits)."""
         cdef int L = len(sizes) - 1, l
         cdef Py_ssize_t off = 0
         if len(activations) != L:
             raise ValueError(f"activations must have one code per layer ({L}), got {len(activations)}")
+        if not OUT_NONE <= output <= OUT_EXP:
+            raise ValueError(f"unknown output code {output}")
         self.n_layers = L
-        self.softmax_output = softmax_output
+        self.output = output
         self.net.L = L
         self.net.size = <int *>malloc((L + 1) * sizeof(int))
         self.net.act = <int *>malloc(L * sizeof(int))
+        self.net.logit_act = <int *>malloc(L * sizeof(int))
         self.net.w_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
         self.net.b_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
         self.work[0].A = <double **>malloc((L + 1) * sizeof(double *))
         self.work[1].A = <double **>malloc((L + 1) * sizeof(double *))
-        if not (self.net.size and self.net.act and self.net.w_off and self.net.b_off
-                and self.work[0].A and self.work[1].A):
+        if not (self.net.size and self.net.act and self.net.logit_act and self.net.w_off
+                and self.net.b_off and self.work[0].A and self.work[1].A):
             raise MemoryError("NetworkCore: no memory for the layer tables")
         self.max_d = 1
         self.madds_per_row = 0
@@ -346,6 +379,7 @@ cdef class NetworkCore:
             self.net.size[l] = sizes[l]
         for l in range(L):
             self.net.act[l] = activations[l]
+            self.net.logit_act[l] = activations[l] if l < L - 1 else ACT_IDENTITY
             self.net.w_off[l] = off
             off += <Py_ssize_t>self.net.size[l + 1] * self.net.size[l]
             self.max_d = max(self.max_d, self.net.size[l + 1])
@@ -374,6 +408,7 @@ cdef class NetworkCore:
     def __dealloc__(self):
         free(self.net.size)
         free(self.net.act)
+        free(self.net.logit_act)
         free(self.net.w_off)
         free(self.net.b_off)
         free(self.work[0].A)
@@ -695,8 +730,10 @@ cdef class NetworkCore:
                 m = min(self.capacity, n - start)
                 _forward(&self.net, &self.work[0], px + start * self.net.size[0], m)
                 memcpy(po + start * dL, self.work[0].A[L], m * dL * sizeof(double))
-                if self.softmax_output:
+                if self.output == OUT_SOFTMAX:
                     softmax_rows(po + start * dL, m, dL)
+                elif self.output == OUT_EXP:
+                    fb_exp_array(po + start * dL, po + start * dL, m * dL)
                 start += m
         return out
 
@@ -735,7 +772,7 @@ cdef class NetworkCore:
 
 
 cdef int _check_codes(int loss, int reduction) except -1:
-    if not (LOSS_SQUARED_ERROR <= loss <= LOSS_CROSS_ENTROPY and RED_SUM <= reduction <= RED_MEAN):
+    if not (LOSS_SQUARED_ERROR <= loss <= LOSS_POISSON and RED_SUM <= reduction <= RED_MEAN):
         raise ValueError(f"unknown loss code {loss} or reduction code {reduction}")
     if loss == LOSS_CROSS_ENTROPY and reduction == RED_HALF:
         raise ValueError("reduction for cross_entropy must be 'sum' or 'mean', got 'half'")

@@ -41,10 +41,29 @@ def as_inputs(X, n_features, name="X", check_finite=True):
     return arr
 
 
+# the targets a loss is defined for, beyond finite: (low, high, what they are)
+_DOMAINS = {"binary_cross_entropy": (0.0, 1.0, "in [0, 1] (0/1 labels or probabilities)"),
+            "poisson": (0.0, np.inf, ">= 0 (counts or rates)")}
+
+
+def _in_domain(arr, loss, name):
+    """ValueError naming the first target outside the loss's domain (NaN is
+    check_finite's business, as for every loss)."""
+    low, high, what = _DOMAINS[loss]
+    bad = (arr < low) | (arr > high)
+    if bad.any():
+        i, j = np.unravel_index(int(np.argmax(bad)), arr.shape)
+        raise ValueError(f"{name} must be {what} for loss {loss!r}, got {float(arr[i, j])} at "
+                         f"row {i}, column {j}")
+
+
 def as_targets(T, n_rows, n_outputs, loss, name="T", check_finite=True):
     """T as float64 (N, n_outputs) rows, or, for cross_entropy, int64 labels (N,).
 
-    For squared_error with one output, a 1-D T of N values is read as a column.
+    With one output, a 1-D T of N values is read as a column (but for
+    cross_entropy, where it holds class labels).  binary_cross_entropy's
+    targets must be in [0, 1], poisson's >= 0 (checked whatever
+    check_finite says).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -73,6 +92,8 @@ def as_targets(T, n_rows, n_outputs, loss, name="T", check_finite=True):
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if check_finite:
         _finite(arr, name)
+    if loss in _DOMAINS:
+        _in_domain(arr, loss, name)
     return arr
 
 

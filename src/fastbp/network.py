@@ -29,15 +29,21 @@ import threading
 import numpy as np
 
 from fastbp import _network, checkpoint, distributed, training
-from fastbp._enums import ACTIVATIONS, LOSSES, REDUCTIONS, Update, code
+from fastbp._enums import ACTIVATIONS, LOSSES, OUTPUTS, REDUCTIONS, Output, Update, code
 from fastbp._optim import UpdateSpec
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets
 from fastbp.optim import SGD, make_optimizer
 
 __all__ = ["MLP", "ACTIVATIONS", "OUTPUT_ACTIVATIONS", "LOSSES"]
 
-# softmax: forward/predict return probabilities; trained with cross_entropy.
-OUTPUT_ACTIVATIONS = ACTIVATIONS + ("softmax",)
+# softmax, exp: output activations only a loss that fuses them trains (on
+# the logits); forward/predict apply them.
+OUTPUT_ACTIVATIONS = ACTIVATIONS + OUTPUTS[1:]
+# the output activations each fused loss takes (cross_entropy: also raw
+# logits), and the loss each output-only activation needs
+_FUSED_OUTPUTS = {"cross_entropy": ("identity", "softmax"), "binary_cross_entropy": ("sigmoid",),
+                  "poisson": ("exp",)}
+_LOSS_OF_OUTPUT = {"softmax": "cross_entropy", "exp": "poisson"}
 # Rows per compiled call when a whole data set is evaluated (bounds the workspace).
 _CHUNK = training.EVAL_CHUNK
 
@@ -101,9 +107,12 @@ class MLP:
         Hidden activation, a name from ``fastbp.ACTIVATIONS``, or one name per
         hidden layer.
     output_activation : str
-        Activation of the last layer: one of ``ACTIVATIONS`` or ``"softmax"``
+        Activation of the last layer: one of ``ACTIVATIONS``, ``"softmax"``
         (then ``forward`` returns probabilities; train it with
-        ``loss="cross_entropy"``, which fuses the softmax with the loss).
+        ``loss="cross_entropy"``, which fuses the softmax with the loss) or
+        ``"exp"`` (``forward`` returns exp of the logits; train it with
+        ``loss="poisson"``).  ``"sigmoid"`` trains with squared error, or
+        with ``loss="binary_cross_entropy"``, which fuses σ with the loss.
     seed : int or None
         Seed of ``numpy.random.default_rng`` for the Glorot-uniform
         initialisation W ~ U(±√(6 / (fan_in + fan_out))), b = 0.
@@ -153,10 +162,11 @@ class MLP:
 
         self._weights, self._biases = map(_Views, views(self._params))
         self._grad_weights, self._grad_biases = map(_Views, views(self._grads))
-        out = "identity" if self._output_activation == "softmax" else self._output_activation
+        out = self._output_activation
+        fused = out in OUTPUTS  # applied by forward after an identity layer
         self._core = _network.NetworkCore(
-            list(s), [code("activation", a) for a in self._hidden + (out,)], self._params,
-            self._grads, softmax_output=self._output_activation == "softmax")
+            list(s), [code("activation", a) for a in self._hidden + ("identity" if fused else out,)],
+            self._params, self._grads, output=code("output", out) if fused else Output.OUT_NONE)
         # re-entrant: a fit callback may call predict/loss on its own network
         self._lock = threading.RLock()
         self._step_optimizers = {}
@@ -286,12 +296,14 @@ class MLP:
         network's output activation (ValueError naming what fits)."""
         lc, rc = code("loss", loss), code("reduction", reduction)
         out = self._output_activation
-        if loss == "cross_entropy" and out not in ("identity", "softmax"):
+        fits = _FUSED_OUTPUTS.get(loss)
+        if fits is not None and out not in fits:
             raise ValueError(
-                f"loss 'cross_entropy' fuses a softmax with the loss and needs output_activation "
-                f"'identity' (logits) or 'softmax', got {out!r}")
-        if loss == "squared_error" and out == "softmax":
-            raise ValueError("output_activation 'softmax' is trained with loss='cross_entropy', got 'squared_error'")
+                f"loss {loss!r} fuses its output activation with the loss and needs "
+                f"output_activation {' or '.join(map(repr, fits))}, got {out!r}")
+        if out in _LOSS_OF_OUTPUT and loss != _LOSS_OF_OUTPUT[out]:
+            raise ValueError(f"output_activation {out!r} is trained with "
+                             f"loss={_LOSS_OF_OUTPUT[out]!r}, got {loss!r}")
         return lc, rc
 
     # -- inference ---------------------------------------------------------
@@ -323,6 +335,13 @@ class MLP:
         output's pre-softmax values), T as one-hot/probability rows or int
         class labels; reduction "sum" or "mean".  The output must then be
         "identity" (logits) or "softmax".
+        loss="binary_cross_entropy" (output "sigmoid"): one logistic unit per
+        output, J = −Σ [T log P + (1 − T) log(1 − P)], P = σ(Z), taken
+        stably from the logits Z for any finite Z, gradient P − T on Z; T in
+        [0, 1] (multilabel 0/1 rows).  loss="poisson" (output "exp"): half
+        the Poisson deviance Σ [T log(T / Ŷ) − T + Ŷ], Ŷ = exp(Z), gradient
+        Ŷ − T on Z; T >= 0 (exp(Z) overflows to inf above Z ≈ 709.78, and
+        so do J and the gradient).  Both take "sum", "half" and "mean".
 
         ``sample_weight`` (N,) weights example i's cost by w_i N / Σ w (so
         all-equal weights change nothing, whatever their scale).
@@ -381,6 +400,9 @@ class MLP:
         over between calls); an Optimizer object is used as given.  ``lr``
         overrides the optimiser's own learning rate when given.
         sample_weight: a contiguous float64 (N,) array, as in ``gradients``.
+        T's values are not checked against the loss's domain here (poisson's
+        T >= 0, binary_cross_entropy's in [0, 1]): ``gradients`` and ``fit``
+        check them.
         """
         lc, rc = self.loss_codes(loss, reduction)
         self._acquire("train_step")  # (no context manager: this is the hot path)

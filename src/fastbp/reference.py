@@ -90,3 +90,40 @@ def squared_error(Y, T, reduction="sum", out=None):
     scale = {"sum": 1.0, "half": 0.5, "mean": 1.0 / max(Y.shape[0], 1)}[reduction]
     loss = scale * float(np.sum((T - Y) ** 2))
     return loss, _store(out, 2.0 * scale * (Y - T))
+
+
+def _scale_and_rows(Z, reduction, sample_weight):
+    """The reduction's scale and the row weights r_i = w_i N / Σ w (ones without w)."""
+    _name(reduction, REDUCTIONS, "reduction")
+    n = Z.shape[0]
+    scale = {"sum": 1.0, "half": 0.5, "mean": 1.0 / max(n, 1)}[reduction]
+    r = np.ones(n) if sample_weight is None else sample_weight * n / np.sum(sample_weight)
+    return scale, r[:, None]
+
+
+def binary_cross_entropy(Z, T, reduction="sum", sample_weight=None, out=None):
+    """Binary cross entropy of P = σ(Z), taken from the logits Z:
+
+    J = s Σ_i r_i Σ_j −[t log p + (1 − t) log(1 − p)], with −log σ(z) =
+    log(1 + e^{−z}) and −log(1 − σ(z)) = log(1 + e^{z}) (np.logaddexp, so
+    any finite z is fine); δZ = s r_i (P − T).  s: 1 ("sum"), ½ ("half"),
+    1/N ("mean"); r_i = w_i N / Σ w.
+    """
+    scale, r = _scale_and_rows(Z, reduction, sample_weight)
+    with np.errstate(under="ignore"):  # e^{−|z|} → 0 is the right limit
+        per = T * np.logaddexp(0.0, -Z) + (1.0 - T) * np.logaddexp(0.0, Z)
+    return scale * float(np.sum(r * per)), _store(out, scale * r * (_sigmoid(Z) - T))
+
+
+def poisson(Z, T, reduction="sum", sample_weight=None, out=None):
+    """Half the Poisson deviance of Ŷ = exp(Z), taken from the logits Z:
+
+    J = s Σ_i r_i Σ_j [t log(t / ŷ) − t + ŷ], with log(t / ŷ) = log t − z
+    and 0 log 0 = 0; δZ = s r_i (Ŷ − T).  s and r_i as in binary_cross_entropy.
+    """
+    scale, r = _scale_and_rows(Z, reduction, sample_weight)
+    Y = np.exp(Z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_log_t = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
+    per = t_log_t - T * Z - T + Y
+    return scale * float(np.sum(r * per)), _store(out, scale * r * (Y - T))

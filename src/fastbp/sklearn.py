@@ -20,14 +20,21 @@ gradient from ``NetworkCore.step``:
 * classification, two classes: scikit-learn's single logistic unit with the
   binary log-loss.  fastbp trains it as a softmax over (z, 0): a second
   output unit whose weights and bias are held at zero, so P(class 1) =
-  σ(z) and ∂J/∂z = σ(z) − t, exactly the logistic unit's.
+  σ(z) and ∂J/∂z = σ(z) − t, exactly the logistic unit's;
+* multilabel classification (a 0/1 indicator y): one logistic unit per
+  label, σ fused with the binary log-loss (``loss="binary_cross_entropy"``),
+  ``predict`` thresholds the probabilities at 0.5;
+* regression with ``loss="poisson"``: exponential output, exp fused with
+  half the Poisson deviance (fastbp's ``loss="poisson"``), the loss_
+  scikit-learn reports (y log(y/ŷ) − y + ŷ, averaged over rows and summed
+  over outputs); y must be >= 0.
 
 Both add the L2 penalty alpha/(2·batch) ‖W‖² (weights, not biases), and
 Adam's ε is applied where scikit-learn applies it (to √v before the bias
 correction).  "lbfgs" is SciPy's L-BFGS-B on the whole-data loss and
 gradient from one compiled pass, as scikit-learn runs it.  scikit-learn's
-log-loss clips probabilities at 2.2e-16: fastbp's exact loss is replaced by
-the clipped one where a row's probability is that small for L-BFGS (whose
+log-loss (binary or not) clips probabilities at 2.2e-16: fastbp's exact loss
+is replaced by the clipped one where a probability is that small for L-BFGS (whose
 line search reads the loss), not in the stochastic solvers' reported
 ``loss_curve_`` (whose first entries can then differ; the gradients, and so
 the weights, are the same).
@@ -87,6 +94,14 @@ def _clipped_log_loss(net, X, labels, sw):
     """The mean log-loss with scikit-learn's clipping (one more forward pass)."""
     p = softmax(net.forward(X))[np.arange(len(labels)), labels]
     return float(np.average(-np.log(np.clip(p, _EPS, 1.0 - _EPS)), weights=sw))
+
+
+def _clipped_binary_log_loss(net, X, T, sw):
+    """scikit-learn's binary log-loss of a multilabel fit, with its clipping:
+    the mean over rows of the sum over labels (one more forward pass)."""
+    p = np.clip(net.forward(X), _EPS, 1.0 - _EPS)  # the sigmoids
+    per = -(T * np.log(p) + (1.0 - T) * np.log(1.0 - p))
+    return float(np.average(per, weights=sw, axis=0).sum())
 
 
 def _require_finite(net):
@@ -200,7 +215,7 @@ class _BaseMLP(BaseEstimator):
         self.n_layers_ = len(hidden) + 2
         units = [n_features] + hidden + [n_out]
         net = MLP(units[:-1] + [n_out + self._extra_units], activation=_ACTIVATION[self.activation],
-                  output_activation="identity", seed=0)
+                  output_activation=self._net_output(), seed=0)
         factor = 2.0 if self.activation == "logistic" else 6.0
         for W, b, fan_in, fan_out in zip(net.weights, net.biases, units[:-1], units[1:]):
             bound = np.sqrt(factor / (fan_in + fan_out))
@@ -233,12 +248,13 @@ class _BaseMLP(BaseEstimator):
     def _ensure_net(self):
         """The network behind coefs_ (rebuilt after unpickling or reassignment)."""
         net = getattr(self, "_net", None)
-        if net is not None and all(np.shares_memory(a, net.params)
-                                   for a in self.coefs_ + self.intercepts_):
+        if net is not None and net.output_activation == self._net_output() and all(
+                np.shares_memory(a, net.params) for a in self.coefs_ + self.intercepts_):
             return net
         units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         net = MLP(units[:-1] + [units[-1] + self._extra_units],
-                  activation=_ACTIVATION[self.activation], output_activation="identity", seed=0)
+                  activation=_ACTIVATION[self.activation], output_activation=self._net_output(),
+                  seed=0)
         for W, b, c, i in zip(net.weights, net.biases, self.coefs_, self.intercepts_):
             W[...] = 0.0
             b[...] = 0.0
@@ -252,6 +268,15 @@ class _BaseMLP(BaseEstimator):
         state = super().__getstate__()
         state.pop("_net", None)
         return state
+
+    def _net_output(self):
+        """The output activation of the fastbp network: "sigmoid" (multilabel)
+        and "exp" (Poisson) are fused into their losses, the binary and
+        multiclass softmax into cross entropy on identity logits."""
+        return {"multilabel": "sigmoid", "exp": "exp"}.get(self._output_kind(), "identity")
+
+    def _output_kind(self):
+        return getattr(self, "out_activation_", "identity")
 
     def _forward(self, X):
         """Output-layer pre-activations for the checked X, from coefs_."""
@@ -317,7 +342,9 @@ class _BaseMLP(BaseEstimator):
         loss, scale = self._objective(T)
         lc, rc = net.loss_codes(loss, "mean")
         core = net.core
-        clipped = loss == "cross_entropy"  # sklearn's log-loss clips, its squared error not
+        # sklearn's log-losses clip, its squared error and Poisson deviance not
+        clipped = {"cross_entropy": _clipped_log_loss,
+                   "binary_cross_entropy": _clipped_binary_log_loss}.get(loss)
         norm = X.shape[0] if sw is None else float(sw.sum())
         n_real = net.weights[-1].shape[0] - self._extra_units
         held = (net.grad_weights[-1][n_real:], net.grad_biases[-1][n_real:])
@@ -326,8 +353,8 @@ class _BaseMLP(BaseEstimator):
             params[...] = theta
             J = core.step(X, T, loss=lc, reduction=rc, sample_weight=sw)
             value = J / scale
-            if clipped and core.worst_row_loss > _CLIPPED_LOG_LOSS:
-                value = _clipped_log_loss(net, X, T, sw)  # what scikit-learn reports
+            if clipped is not None and core.worst_row_loss > _CLIPPED_LOG_LOSS:
+                value = clipped(net, X, T, sw)  # what scikit-learn reports
             np.divide(grads, c, out=grads)
             grads[:n_w] += (alpha / norm) * w_flat
             for g in held:  # the binary case's second logit stays at 0
@@ -428,6 +455,11 @@ class _BaseMLP(BaseEstimator):
         gradient does not)."""
         if T.dtype == np.int64:
             return "cross_entropy", self._grad_scale
+        kind = self._output_kind()
+        if kind == "multilabel":  # sklearn's binary log-loss sums over the labels
+            return "binary_cross_entropy", self._grad_scale
+        if kind == "exp":  # its Poisson deviance too
+            return "poisson", self._grad_scale
         return "squared_error", self._grad_scale * T.shape[1]
 
     def _check_stochastic(self):
@@ -486,31 +518,65 @@ class _BaseMLP(BaseEstimator):
         return _validate_data(self, X, reset=False, dtype=np.float64, order="C")
 
 
+_REGRESSION_LOSSES = ("squared_error", "poisson")
+
+
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPRegressor`` with ``solver`` in
     {"sgd", "adam", "lbfgs"}: the same parameters, objective
-    ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖², random draws and fitted attributes
-    (coefs_, intercepts_, loss_, loss_curve_, n_iter_, best_loss_,
-    validation_scores_, best_validation_score_, t_, n_layers_, n_outputs_,
-    out_activation_).
+    ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖² (``loss="squared_error"``) or, with
+    ``loss="poisson"``, ŷ = exp(z) and half the Poisson deviance
+    mean Σ [y log(y/ŷ) − y + ŷ] + alpha/(2n) ‖W‖² (y >= 0), random draws and
+    fitted attributes (coefs_, intercepts_, loss_, loss_curve_, n_iter_,
+    best_loss_, validation_scores_, best_validation_score_, t_, n_layers_,
+    n_outputs_, out_activation_).
     """
 
-    _grad_scale = 2.0  # fastbp's "mean" squared error is twice sklearn's ½·mean
     _extra_units = 0
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.loss = loss
+
+    @property
+    def _grad_scale(self):
+        # fastbp's "mean" squared error is twice sklearn's ½·mean; its Poisson
+        # deviance is sklearn's
+        return 1.0 if self.loss == "poisson" else 2.0
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # y may have several columns
+        tags.target_tags.positive_only = self.loss == "poisson"  # y >= 0
         return tags
 
     def _validate_training_data(self, X, y, incremental, reset):
+        if self.loss not in _REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
                               dtype=np.float64, order="C")
         T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
+        if self.loss == "poisson" and (T < 0).any():
+            i, j = np.unravel_index(int(np.argmax(T < 0)), T.shape)
+            raise ValueError(f"y must be >= 0 for loss='poisson' (counts or rates), got "
+                             f"{float(T[i, j])} at sample {i}" + (f", output {j}" if T.shape[1] > 1 else ""))
         self.n_outputs_ = T.shape[1]
-        self.out_activation_ = "identity"
+        self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         return X, T, y, None
 
     @available_if(lambda est: est._check_stochastic())
@@ -519,8 +585,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
+        """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)
+        (exp of the output layer for loss="poisson")."""
         Y = self._forward(self._check_X(X))
+        if self.out_activation_ == "exp":
+            np.exp(Y, out=Y)
         return Y.ravel() if Y.shape[1] == 1 else Y
 
     def _score_checked(self, X, y, sample_weight=None):
@@ -534,13 +603,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     {"sgd", "adam", "lbfgs"}: softmax + log-loss
     for several classes, one logistic unit + binary log-loss for two, the
     same random draws and fitted attributes (classes_, coefs_, intercepts_,
-    loss_, loss_curve_, n_iter_, ...).  Multilabel targets are not
-    supported.
+    loss_, loss_curve_, n_iter_, ...).  A multilabel indicator y (n_samples,
+    n_labels) of 0/1 gets one logistic unit per label and the binary
+    log-loss summed over the labels; ``predict`` returns the indicator of
+    the probabilities above 0.5, ``predict_proba`` the probabilities.
     """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    @property
+    def _multilabel(self):
+        lb = getattr(self, "_label_binarizer", None)
+        return lb is not None and lb.y_type_.startswith("multilabel")
+
+    def _output_kind(self):
+        return "multilabel" if self._multilabel else super()._output_kind()
 
     @property
     def _extra_units(self):
-        return 1 if len(getattr(self, "classes_", ())) == 2 else 0
+        return 1 if len(getattr(self, "classes_", ())) == 2 and not self._multilabel else 0
 
     def _validate_training_data(self, X, y, incremental, reset):
         classes = getattr(self, "_pending_classes", None)  # partial_fit's classes=
@@ -548,15 +632,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                               order="C")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if y.ndim != 1:
+        multilabel = y.ndim == 2 and type_of_target(y).startswith("multilabel")
+        if y.ndim != 1 and not multilabel:
             raise ValueError(
-                f"y must be 1-D class labels; multilabel/multioutput targets "
+                f"y must be 1-D class labels or a multilabel indicator; multioutput targets "
                 f"({type_of_target(y)}) are not supported by fastbp's MLPClassifier")
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
+            # (a multilabel y names its labels itself, as in scikit-learn)
+            self._label_binarizer = LabelBinarizer().fit(
+                y if classes is None or multilabel else classes)
             self.classes_ = self._label_binarizer.classes_
-        else:
+        elif multilabel != self._multilabel or (multilabel and y.shape[1] != len(self.classes_)):
+            raise ValueError(f"y is {type_of_target(y)} but the fitted network was trained on "
+                             f"{self._label_binarizer.y_type_} targets; fit again with "
+                             "warm_start=False")
+        elif not multilabel:
             seen = np.unique(y)
             if self.warm_start and not incremental and set(seen) != set(self.classes_):
                 raise ValueError(
@@ -565,6 +656,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(np.setdiff1d(seen, self.classes_)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {seen}.")
+        if multilabel:
+            # one logistic unit per label, trained on the 0/1 indicator (the
+            # validation split is not stratified, as in scikit-learn)
+            self.n_outputs_ = y.shape[1]
+            self.out_activation_ = "logistic"
+            T = self._label_binarizer.transform(y).astype(np.float64)
+            return X, np.ascontiguousarray(T), y, None
         k = len(self.classes_)
         if k < 2:
             raise ValueError(f"MLPClassifier needs at least 2 classes in y, got 1 class: {self.classes_}")
@@ -597,8 +695,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, incremental=True, sample_weight=sample_weight, classes=classes)
 
     def predict_proba(self, X):
-        """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
+        """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order
+        (multilabel: each label's probability, σ of its logit)."""
         Z = self._forward(self._check_X(X))
+        if self._multilabel:
+            return expit(Z, out=Z)
         if Z.shape[1] == 1:
             p = expit(Z[:, 0])
             return np.column_stack([1.0 - p, p])
@@ -610,8 +711,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """Predicted class labels, (n_samples,)."""
+        """Predicted class labels, (n_samples,) (multilabel: the (n_samples,
+        n_labels) indicator of probabilities above 0.5)."""
         proba = self.predict_proba(X)  # checks first that we are fitted
+        if self._multilabel:
+            return self._label_binarizer.inverse_transform(proba)
         return self.classes_[np.argmax(proba, axis=1)]
 
     def _score_checked(self, X, y, sample_weight=None):
