@@ -114,6 +114,46 @@ def _check_bool(value, name):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
+class _Optimizer:
+    """A stochastic solver's optimiser as the estimator keeps it (``_optimizer``).
+
+    ``optimizer`` is the fastbp optimiser the compiled epoch steps with;
+    ``grad_scale`` c is fastbp's gradient over scikit-learn's (its SGD
+    learning rate is 1/c of scikit-learn's).  ``learning_rate`` is a
+    compatibility shim: the value scikit-learn's ``_optimizer.learning_rate``
+    holds (SGD's current rate; Adam's bias-corrected step size
+    lr·√(1−β₂ᵗ)/(1−β₁ᵗ) after t steps, lr before the first), which
+    scikit-learn's own tests read; setting it sets SGD's rate in
+    scikit-learn's terms.
+    """
+
+    def __init__(self, optimizer, grad_scale, learning_rate_init):
+        self.optimizer = optimizer
+        self.grad_scale = grad_scale
+        self.learning_rate_init = learning_rate_init
+
+    @property
+    def learning_rate(self):
+        opt = self.optimizer
+        if isinstance(opt, Adam):
+            t = opt.t
+            if t == 0:
+                return opt.lr
+            return opt.lr * math.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
+        return opt.lr * self.grad_scale
+
+    @learning_rate.setter
+    def learning_rate(self, lr):
+        # scikit-learn's velocity v = μ v − lr g has lr inside; fastbp's
+        # v = μ v + g has it outside, so v is rescaled to keep the step
+        opt = self.optimizer
+        new = lr / self.grad_scale
+        velocity = getattr(opt, "velocity", None)
+        if velocity is not None and new != opt.lr and new > 0.0:
+            velocity *= opt.lr / new
+        opt.lr = new
+
+
 class _BaseMLP(BaseEstimator):
     """Parameters, training loop and prediction shared by both estimators."""
 
@@ -186,14 +226,16 @@ class _BaseMLP(BaseEstimator):
         _check_number(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
         _check_number(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
         _check_number(self.epsilon, "epsilon", 0.0, low_open=True)
-        _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
+        if not (isinstance(self.n_iter_no_change, (float, np.floating))
+                and self.n_iter_no_change == np.inf):  # inf: never stop on it, as scikit-learn
+            _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
         for name in ("shuffle", "nesterovs_momentum", "early_stopping", "warm_start"):
             _check_bool(getattr(self, name), name)
         return self._hidden_sizes()
 
     # -- the network -----------------------------------------------------------
 
-    def _initialize(self, n_features, n_out, hidden, rs):
+    def _initialize(self, n_features, n_out, hidden, rs, dtype):
         """A new network with scikit-learn's Glorot-uniform draws, in its order."""
         self.n_iter_ = 0
         self.t_ = 0
@@ -208,7 +250,7 @@ class _BaseMLP(BaseEstimator):
             b[:fan_out] = rs.uniform(-bound, bound, fan_out)
             W[fan_out:] = 0.0  # the binary case's held-at-zero unit
             b[fan_out:] = 0.0
-        self._adopt(net)
+        self._adopt(net, dtype)
         self._best_params = net.params.copy()
         if self.solver not in _STOCHASTIC:  # as scikit-learn: no curve, no stopping state
             return
@@ -223,19 +265,60 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
-    def _adopt(self, net):
-        """Point coefs_ / intercepts_ at ``net``'s parameters (views, sklearn layout)."""
+    def _views(self, net):
+        """``net``'s parameters in scikit-learn's layout: (coefs, intercepts),
+        float64 views without the binary case's held unit."""
+        return self._views_of(net, net.weights, net.biases)
+
+    def _views_of(self, net, weights, biases):
+        """Per-layer (W, b) arrays of ``net`` (its parameters or gradients)
+        as scikit-learn's (coefs, intercepts) views."""
         n_out = net.sizes[-1] - self._extra_units
+        coefs = [W.T for W in weights[:-1]] + [weights[-1][:n_out].T]
+        return coefs, list(biases[:-1]) + [biases[-1][:n_out]]
+
+    def _adopt(self, net, dtype=np.float64):
+        """Make ``net`` the estimator's network and publish its parameters
+        as coefs_ / intercepts_ of ``dtype``."""
         self._net = net
-        self.coefs_ = [W.T for W in net.weights[:-1]] + [net.weights[-1][:n_out].T]
-        self.intercepts_ = list(net.biases[:-1]) + [net.biases[-1][:n_out]]
+        self._publish(dtype)
+
+    def _publish(self, dtype=None):
+        """coefs_ / intercepts_ from the network: for float64, views of its
+        parameters (live); for float32 (a float32 X was fitted), float32
+        copies, made again at the end of every fit and partial_fit.  The
+        network itself stays float64: the core computes in float64."""
+        dtype = self.coefs_[0].dtype if dtype is None else np.dtype(dtype)
+        coefs, intercepts = self._views(self._net)
+        if dtype != np.float64:
+            coefs = [c.astype(dtype) for c in coefs]
+            intercepts = [b.astype(dtype) for b in intercepts]
+        self.coefs_, self.intercepts_ = coefs, intercepts
+
+    def _net_matches(self, net):
+        """Whether coefs_ / intercepts_ are still ``net``'s: its views, or
+        float32 copies equal to its parameters rounded (not reassigned nor
+        edited since published)."""
+        coefs, intercepts = self._views(net)
+        for mine, its in zip(self.coefs_ + self.intercepts_, coefs + intercepts):
+            if mine.shape != its.shape:
+                return False
+            if mine.dtype == np.float64:
+                if not (np.shares_memory(mine, net.params) and mine.strides == its.strides
+                        and mine.__array_interface__["data"] == its.__array_interface__["data"]):
+                    return False
+            elif not np.array_equal(mine, its.astype(mine.dtype)):
+                return False
+        return len(self.coefs_) == len(coefs)
 
     def _ensure_net(self):
-        """The network behind coefs_ (rebuilt after unpickling or reassignment)."""
+        """The network behind coefs_: kept while they are still its (so a
+        float32 estimator keeps training from the float64 parameters),
+        rebuilt from them after unpickling, reassignment or an edit."""
         net = getattr(self, "_net", None)
-        if net is not None and all(np.shares_memory(a, net.params)
-                                   for a in self.coefs_ + self.intercepts_):
+        if net is not None and self._net_matches(net):
             return net
+        dtype = self.coefs_[0].dtype
         units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         net = MLP(units[:-1] + [units[-1] + self._extra_units],
                   activation=_ACTIVATION[self.activation], output_activation="identity", seed=0)
@@ -244,7 +327,7 @@ class _BaseMLP(BaseEstimator):
             b[...] = 0.0
             W[:c.shape[1]] = c.T
             b[:c.shape[1]] = i
-        self._adopt(net)
+        self._adopt(net, dtype)
         return net
 
     def __getstate__(self):
@@ -254,14 +337,18 @@ class _BaseMLP(BaseEstimator):
         return state
 
     def _forward(self, X):
-        """Output-layer pre-activations for the checked X, from coefs_."""
-        A = X
+        """Output-layer pre-activations for the checked X, from coefs_,
+        computed in float64; float32 when X and coefs_ are (scikit-learn's
+        result type)."""
+        out = np.float32 if X.dtype == np.float32 == self.coefs_[0].dtype else np.float64
+        A = np.ascontiguousarray(X, dtype=np.float64)
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
         for i, (c, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            A = dense_forward(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
-                                       "identity" if i == last else act)
-        return A
+            A = dense_forward(A, np.ascontiguousarray(c.T, dtype=np.float64),
+                              np.ascontiguousarray(b, dtype=np.float64),
+                              "identity" if i == last else act)
+        return A.astype(out, copy=False)
 
     # -- training --------------------------------------------------------------
 
@@ -269,12 +356,14 @@ class _BaseMLP(BaseEstimator):
         c = self._grad_scale
         if self.solver == "adam":
             # a gradient c times larger with ε c times larger is the same Adam step
-            return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
-                        eps=self.epsilon * c)
-        if self.momentum > 0:
-            return Momentum(lr=self.learning_rate_init / c, momentum=self.momentum,
-                            nesterov=self.nesterovs_momentum)
-        return SGD(lr=self.learning_rate_init / c)
+            opt = Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
+                       eps=self.epsilon * c)
+        elif self.momentum > 0:
+            opt = Momentum(lr=self.learning_rate_init / c, momentum=self.momentum,
+                           nesterov=self.nesterovs_momentum)
+        else:
+            opt = SGD(lr=self.learning_rate_init / c)
+        return _Optimizer(opt, c, self.learning_rate_init)
 
     def _fit(self, X, y, incremental, sample_weight=None):
         hidden = self._check_params()
@@ -282,26 +371,38 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, T, y_score, strat = self._validate_training_data(X, y, incremental, reset=first)
-        sw = None
-        if sample_weight is not None:
-            sw = np.ascontiguousarray(_check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True))
+        # float32 X: float32 coefs_ and predictions, as scikit-learn's; the
+        # core computes in float64 (X converted once)
+        dtype = X.dtype
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        sw = self._sample_weight(X, y_score, sample_weight, incremental)
         self._random_state = rs = check_random_state(self.random_state)
         n_out = self.n_outputs_
         if first:
-            self._initialize(X.shape[1], n_out, hidden, rs)
+            self._initialize(X.shape[1], n_out, hidden, rs, dtype)
         elif self.coefs_[-1].shape[1] != n_out:
             raise ValueError(
                 f"y has {n_out} outputs but the fitted network has {self.coefs_[-1].shape[1]}; "
                 "fit again with warm_start=False")
         net = self._ensure_net()
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(net, X, T, sw)
-            return self
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer()
-        self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(net, X, T, sw)
+            else:
+                if not incremental or not hasattr(self, "_optimizer"):
+                    self._optimizer = self._make_optimizer()
+                self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
+        finally:
+            self._publish()
+        _require_finite(net)
         return self
+
+    def _sample_weight(self, X, y, sample_weight, incremental):
+        """fit's sample_weight checked, float64 (None for none)."""
+        if sample_weight is None:
+            return None
+        return np.ascontiguousarray(_check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True))
 
     def _fit_lbfgs(self, net, X, T, sw):
         """scikit-learn's full-batch L-BFGS-B (SciPy) on the same objective,
@@ -311,6 +412,20 @@ class _BaseMLP(BaseEstimator):
         parameter vector, so fastbp's order of the parameters gives the same
         iterates as scikit-learn's, up to rounding."""
         from scipy.optimize import minimize
+        loss_and_gradient = self._lbfgs_objective(net, X, T, sw)
+        params = net.params
+        res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
+                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
+        self.loss_ = float(res.fun)
+        params[...] = res.x
+
+    def _lbfgs_objective(self, net, X, T, sw):
+        """theta (in ``net.params``' layout) -> (scikit-learn's objective,
+        its gradient): the whole-data loss plus α/(2n)‖W‖², from one
+        compiled pass; ``net.params`` is left at theta and ``net.grads``
+        holds the gradient."""
         c, alpha = self._grad_scale, float(self.alpha)
         params, grads, n_w = net.params, net.grads, net.n_weights
         w_flat = params[:n_w]
@@ -334,13 +449,34 @@ class _BaseMLP(BaseEstimator):
                 g[...] = 0.0
             return value + 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm, grads.copy()
 
-        res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
-                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                "gtol": self.tol})
-        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
-        self.loss_ = float(res.fun)
-        params[...] = res.x
-        _require_finite(net)
+        return loss_and_gradient
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, activations, deltas,
+                         coef_grads, intercept_grads):
+        """Compatibility shim for scikit-learn's private method of this name,
+        which its tests call (test_gradient): the objective and its gradient
+        at ``packed_coef_inter`` (scikit-learn's packing: every coefs_[i]
+        raveled, then every intercepts_[i]), for X and the binarised targets
+        y (``LabelBinarizer`` output for a classifier).  As scikit-learn's,
+        it sets coefs_ / intercepts_ to the packed values and fills
+        ``coef_grads`` / ``intercept_grads`` (lists of arrays in coefs_'
+        shapes) with the gradient; ``activations`` and ``deltas`` are not
+        written (fastbp's compiled pass keeps its own).  Computed by the
+        same compiled pass as ``fit``'s L-BFGS."""
+        theta = np.asarray(packed_coef_inter, dtype=np.float64)
+        start = 0
+        for a in self.coefs_ + self.intercepts_:  # scikit-learn's _unpack
+            a[...] = theta[start:start + a.size].reshape(a.shape)
+            start += a.size
+        net = self._ensure_net()
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        T = self._targets_of_binarized(np.asarray(y))
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
+        value, _ = self._lbfgs_objective(net, X, T, sw)(net.params.copy())
+        g_coefs, g_intercepts = self._views_of(net, net.grad_weights, net.grad_biases)
+        for out, g in zip(list(coef_grads) + list(intercept_grads), g_coefs + g_intercepts):
+            out[...] = g
+        return value, np.concatenate([g.ravel() for g in g_coefs + g_intercepts])
 
     def _split(self, X, T, y_score, sw, strat, rs):
         idx = np.arange(X.shape[0])
@@ -366,7 +502,8 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
-        opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
+        sk_opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
+        opt = sk_opt.optimizer
         loss, scale = self._objective(T)
         lc, _ = net.loss_codes(loss, "mean")
         # scikit-learn's objective per batch: mean loss + α/(2 N_b) ‖W‖² (N_b its
@@ -397,19 +534,19 @@ class _BaseMLP(BaseEstimator):
                                         sw_val if self.early_stopping else None, net)
             schedule = self.learning_rate if self.solver == "sgd" else "constant"
             if schedule == "invscaling":  # at each epoch's end, from the samples seen
-                self._set_lr(opt, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+                sk_opt.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
                 msg = (f"{what} did not improve more than tol={self.tol:f} for "
                        f"{self.n_iter_no_change} consecutive epochs.")
-                if schedule != "adaptive" or self._sk_lr(opt) <= 1e-6:
+                if schedule != "adaptive" or sk_opt.learning_rate <= 1e-6:
                     if self.verbose:
                         print(msg + (" Stopping." if schedule != "adaptive"
                                      else " Learning rate too small. Stopping."))
                     break
-                self._set_lr(opt, self._sk_lr(opt) / 5.0)  # adaptive: a fifth, and go on
+                sk_opt.learning_rate /= 5.0  # adaptive: a fifth, and go on
                 if self.verbose:
-                    print(msg + " Setting learning rate to %f" % self._sk_lr(opt))
+                    print(msg + " Setting learning rate to %f" % sk_opt.learning_rate)
                 self._no_improvement_count = 0
             if incremental:
                 break
@@ -419,7 +556,6 @@ class _BaseMLP(BaseEstimator):
                     "the optimization hasn't converged yet.", ConvergenceWarning)
         if self.early_stopping:
             net.params[...] = self._best_params
-        _require_finite(net)
 
     def _objective(self, T):
         """fastbp's loss for targets T, and the factor from its "mean" value
@@ -436,23 +572,20 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.solver} is not stochastic.")
         return True
 
-    def _sk_lr(self, opt):
-        """The SGD learning rate in scikit-learn's terms (fastbp's is 1/c of it)."""
-        return opt.lr * self._grad_scale
-
-    def _set_lr(self, opt, lr):
-        """Set scikit-learn's learning rate lr.  scikit-learn's velocity
-        v = μ v − lr g has lr inside; fastbp's v = μ v + g has it outside,
-        so v is rescaled to keep the same step when lr changes."""
-        new = lr / self._grad_scale
-        velocity = getattr(opt, "velocity", None)
-        if velocity is not None and new != opt.lr and new > 0.0:
-            velocity *= opt.lr / new
-        opt.lr = new
+    def _validation_score(self, X, y, sample_weight):
+        """The score on the validation split, as scikit-learn's
+        ``_score_with_function``: from the already-checked X (validating it
+        again would warn of missing feature names), NaN when a prediction is
+        not finite (a diverging fit), so that stopping goes on and the best
+        parameters are restored."""
+        Y = self._forward(X)
+        if not np.isfinite(Y).all():
+            return np.nan
+        return self._score_outputs(Y, y, sample_weight)
 
     def _update_no_improvement(self, X_val, y_val, sw_val, net):
         if X_val is not None:
-            score = self._score_checked(X_val, y_val, sw_val)
+            score = self._validation_score(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -483,7 +616,7 @@ class _BaseMLP(BaseEstimator):
 
     def _check_X(self, X):
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=np.float64, order="C")
+        return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -507,11 +640,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_training_data(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                              dtype=np.float64, order="C")
+                              dtype=(np.float64, np.float32), order="C")
         T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
         self.n_outputs_ = T.shape[1]
         self.out_activation_ = "identity"
         return X, T, y, None
+
+    def _targets_of_binarized(self, y):
+        """fastbp's targets from scikit-learn's internal y (for the shims)."""
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
 
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None):
@@ -520,11 +657,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        Y = self._forward(self._check_X(X))
+        return self._predictions(self._forward(self._check_X(X)))
+
+    def _predictions(self, Y):
         return Y.ravel() if Y.shape[1] == 1 else Y
 
-    def _score_checked(self, X, y, sample_weight=None):
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+    def _score_outputs(self, Y, y, sample_weight):
+        return r2_score(y, self._predictions(Y), sample_weight=sample_weight)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -540,12 +679,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @property
     def _extra_units(self):
-        return 1 if len(getattr(self, "classes_", ())) == 2 else 0
+        return 1 if len(getattr(self, "classes_", ())) <= 2 else 0
 
     def _validate_training_data(self, X, y, incremental, reset):
         classes = getattr(self, "_pending_classes", None)  # partial_fit's classes=
-        X, y = _validate_data(self, X, y, reset=reset, multi_output=True, dtype=np.float64,
-                              order="C")
+        X, y = _validate_data(self, X, y, reset=reset, multi_output=True,
+                              dtype=(np.float64, np.float32), order="C")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if y.ndim != 1:
@@ -556,26 +695,31 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
             self.classes_ = self._label_binarizer.classes_
-        else:
-            seen = np.unique(y)
-            if self.warm_start and not incremental and set(seen) != set(self.classes_):
-                raise ValueError(
-                    "warm_start can only be used where `y` has the same classes as in the "
-                    f"previous call to fit. Previously got {self.classes_}, `y` has {seen}")
-            if len(np.setdiff1d(seen, self.classes_)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                                 f"{self.classes_}. 'y' has {seen}.")
+        seen = np.unique(y)
+        if self.warm_start and not incremental and set(seen) != set(self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {seen}")
+        if len(np.setdiff1d(seen, self.classes_)):  # partial_fit's classes= included
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {seen}.")
         k = len(self.classes_)
-        if k < 2:
-            raise ValueError(f"MLPClassifier needs at least 2 classes in y, got 1 class: {self.classes_}")
         codes = np.searchsorted(self.classes_, y).astype(np.int64)
-        self.n_outputs_ = 1 if k == 2 else k
-        self.out_activation_ = "logistic" if k == 2 else "softmax"
+        self.n_outputs_ = 1 if k <= 2 else k
+        self.out_activation_ = "logistic" if k <= 2 else "softmax"
         # as in scikit-learn, the validation split is stratified for two classes only
-        strat = self._label_binarizer.transform(y).astype(bool) if k == 2 else None
-        # two classes: logit 0 is class 1's (the unit sklearn has), logit 1 stays 0
-        T = (1 - codes) if k == 2 else codes
+        strat = self._label_binarizer.transform(y).astype(bool) if k <= 2 else None
+        # two classes: logit 0 is class 1's (the unit sklearn has), logit 1 stays 0;
+        # one class (scikit-learn's LabelBinarizer gives it target 0): logit 1's
+        T = (1 - codes) if k <= 2 else codes
         return X, np.ascontiguousarray(T, dtype=np.int64), y, strat
+
+    def _targets_of_binarized(self, Y):
+        """fastbp's class codes from scikit-learn's binarised Y (for the shims):
+        one column is the logistic unit's 0/1 target, else one-hot rows."""
+        Y = Y.reshape(Y.shape[0], -1)
+        codes = (1 - Y[:, 0]) if Y.shape[1] == 1 else np.argmax(Y, axis=1)
+        return np.ascontiguousarray(codes, dtype=np.int64)
 
     def _fit(self, X, y, incremental, sample_weight=None, classes=None):
         if classes is not None:
@@ -598,7 +742,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
-        Z = self._forward(self._check_X(X))
+        return self._proba(self._forward(self._check_X(X)))
+
+    def _proba(self, Z):
+        """The probabilities from the output layer's pre-activations Z."""
         if Z.shape[1] == 1:
             p = expit(Z[:, 0])
             return np.column_stack([1.0 - p, p])
@@ -611,8 +758,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict(self, X):
         """Predicted class labels, (n_samples,)."""
-        proba = self.predict_proba(X)  # checks first that we are fitted
+        return self._labels(self.predict_proba(X))  # checks first that we are fitted
+
+    def _labels(self, proba):
+        if len(self.classes_) == 1:  # scikit-learn's single class: its one label
+            return np.repeat(self.classes_, proba.shape[0])
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def _score_checked(self, X, y, sample_weight=None):
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+    def _score_outputs(self, Z, y, sample_weight):
+        return accuracy_score(y, self._labels(self._proba(Z)), sample_weight=sample_weight)
