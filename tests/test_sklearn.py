@@ -27,7 +27,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 @parametrize_with_checks([MLPRegressor(), MLPClassifier(), MLPRegressor(solver="lbfgs"),
-                          MLPClassifier(solver="lbfgs")],
+                          MLPClassifier(solver="lbfgs"), MLPClassifier(class_weight="balanced"),
+                          MLPClassifier(solver="lbfgs", class_weight="balanced"),
+                          MLPRegressor(n_iter_no_change=np.inf, max_iter=20)],
                          expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)

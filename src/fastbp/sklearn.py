@@ -48,6 +48,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.optimize import _check_optimize_result
@@ -675,7 +676,73 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     same random draws and fitted attributes (classes_, coefs_, intercepts_,
     loss_, loss_curve_, n_iter_, ...).  Multilabel targets are not
     supported.
+
+    ``class_weight`` (None, "balanced" or a dict {label: weight}) weighs
+    each example by its class's weight, composed with ``sample_weight`` as
+    scikit-learn's other classifiers (LogisticRegression) do: the weights
+    are ``compute_class_weight(class_weight, classes=classes_, y=y,
+    sample_weight=sample_weight)`` (so "balanced" is n / (n_classes ·
+    count), counts weighted by sample_weight), multiplied into
+    sample_weight; the fit is the one with those sample weights (the
+    validation split of early stopping scores with them too).  In
+    ``partial_fit``, "balanced" takes the class frequencies of that call's
+    y (pass a dict for the whole data's).  Labels missing from a dict weigh
+    1; a dict naming a label that is not a class is an error (as in
+    ``compute_class_weight``).  Multilabel y takes no class_weight (an
+    error; pass sample_weight).
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.class_weight = class_weight
+
+    def _check_params(self):
+        cw = self.class_weight
+        if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict "
+                             f"{{class label: weight}}, got {cw!r}")
+        if isinstance(cw, dict):
+            for label, weight in cw.items():
+                if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer,
+                                                                        np.floating))
+                        or not (np.isfinite(weight) and weight >= 0)):
+                    raise ValueError(f"class_weight's weights must be finite numbers >= 0, "
+                                     f"got {weight!r} for class {label!r}")
+        return super()._check_params()
+
+    def _sample_weight(self, X, y, sample_weight, incremental):
+        """sample_weight times the examples' class weights (class_weight)."""
+        sw = super()._sample_weight(X, y, sample_weight, incremental)
+        if self.class_weight is None:
+            return sw
+        if type_of_target(y) == "multilabel-indicator":
+            # a class weight per label and value would be a list of dicts
+            # (as forests take); not offered: one sample_weight per row is
+            raise ValueError("class_weight is not supported for multilabel y; pass "
+                             "sample_weight instead")
+        # partial_fit's "balanced": the frequencies of the classes in this call's y
+        classes = np.unique(y) if incremental else self.classes_
+        weights = compute_class_weight(self.class_weight, classes=classes, y=y,
+                                       sample_weight=sw)
+        cw = np.asarray(weights, dtype=np.float64)[np.searchsorted(classes, y)]
+        if sw is None:
+            return np.ascontiguousarray(cw)
+        with np.errstate(invalid="ignore"):  # "balanced": a class of weight 0 gets inf
+            return np.ascontiguousarray(np.where(sw > 0.0, sw * cw, 0.0))
 
     @property
     def _extra_units(self):
