@@ -337,11 +337,13 @@ class _BaseMLP(BaseEstimator):
         state.pop("_net", None)
         return state
 
+    def _result_dtype(self, X):
+        """The predictions' dtype: float32 when X and coefs_ are (scikit-learn's
+        result type of X @ coefs_), else float64."""
+        return np.float32 if X.dtype == np.float32 == self.coefs_[0].dtype else np.float64
+
     def _forward(self, X):
-        """Output-layer pre-activations for the checked X, from coefs_,
-        computed in float64; float32 when X and coefs_ are (scikit-learn's
-        result type)."""
-        out = np.float32 if X.dtype == np.float32 == self.coefs_[0].dtype else np.float64
+        """Output-layer pre-activations (float64) for the checked X, from coefs_."""
         A = np.ascontiguousarray(X, dtype=np.float64)
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
@@ -349,7 +351,7 @@ class _BaseMLP(BaseEstimator):
             A = dense_forward(A, np.ascontiguousarray(c.T, dtype=np.float64),
                               np.ascontiguousarray(b, dtype=np.float64),
                               "identity" if i == last else act)
-        return A.astype(out, copy=False)
+        return A
 
     # -- training --------------------------------------------------------------
 
@@ -658,7 +660,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)."""
-        return self._predictions(self._forward(self._check_X(X)))
+        X = self._check_X(X)
+        return self._predictions(self._forward(X)).astype(self._result_dtype(X), copy=False)
 
     def _predictions(self, Y):
         return Y.ravel() if Y.shape[1] == 1 else Y
@@ -809,7 +812,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order."""
-        return self._proba(self._forward(self._check_X(X)))
+        X = self._check_X(X)
+        return self._proba(self._forward(X)).astype(self._result_dtype(X), copy=False)
 
     def _proba(self, Z):
         """The probabilities from the output layer's pre-activations Z."""
