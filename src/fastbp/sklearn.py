@@ -31,6 +31,16 @@ the clipped one where a row's probability is that small for L-BFGS (whose
 line search reads the loss), not in the stochastic solvers' reported
 ``loss_curve_`` (whose first entries can then differ; the gradients, and so
 the weights, are the same).
+float32 X gives float32 ``coefs_``, ``intercepts_`` and predictions, as
+scikit-learn's, while the core computes in float64: X is converted once,
+the network keeps float64 parameters and ``coefs_`` / ``intercepts_`` are
+float32 copies of them published at the end of every fit (with float64 X
+they are live views).  The stopping rules are scikit-learn's
+(ConvergenceWarning at ``max_iter``, ``n_iter_no_change=np.inf``, a
+diverging fit going on with a NaN loss and validation score).
+``MLPClassifier(class_weight=...)`` is fastbp's addition.
+``_optimizer.learning_rate`` and ``_loss_grad_lbfgs`` are compatibility
+shims for scikit-learn's private names, which its own tests read.
 scikit-learn is needed at import time of this module only: ``import
 fastbp`` does not load it.
 """
