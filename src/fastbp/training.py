@@ -60,32 +60,39 @@ class DivergenceError(FloatingPointError):
 
 class _Snapshot:
     """The parameters and the optimiser's state before an epoch, in buffers
-    made once (again only if the optimiser makes new state arrays)."""
+    made once per fit.  The state arrays are found once (again while an
+    optimiser, e.g. a subclass stepping itself, has not made them yet)."""
 
     _STATE = ("velocity", "m", "v")  # Momentum's, Adam's
 
     def __init__(self, params, opt):
         self.params, self.opt = params, opt
         self.saved = np.empty_like(params)
-        self.state = {}
+        self.pairs = []
+        self.pending = True
+        self.t = None
+
+    def _resolve(self):
+        arrays = [getattr(self.opt, name, None) for name in self._STATE]
+        self.pairs = [(a, np.empty_like(a)) for a in arrays if isinstance(a, np.ndarray)]
+        # an attribute still None: its array comes with the first step
+        self.pending = any(hasattr(self.opt, name) and a is None
+                           for name, a in zip(self._STATE, arrays))
+        self.has_t = hasattr(self.opt, "t")
 
     def save(self):
-        self.saved[...] = self.params
-        for name in self._STATE:
-            a = getattr(self.opt, name, None)
-            if isinstance(a, np.ndarray):
-                buf = self.state.get(name)
-                if buf is None or buf.shape != a.shape:
-                    buf = self.state[name] = np.empty_like(a)
-                buf[...] = a
-        self.t = getattr(self.opt, "t", None)
+        if self.pending:
+            self._resolve()
+        np.copyto(self.saved, self.params)
+        for a, buf in self.pairs:
+            np.copyto(buf, a)
+        if self.has_t:
+            self.t = self.opt.t
 
     def restore(self):
-        self.params[...] = self.saved
-        for name, buf in self.state.items():
-            a = getattr(self.opt, name, None)
-            if isinstance(a, np.ndarray) and a.shape == buf.shape:
-                a[...] = buf
+        np.copyto(self.params, self.saved)
+        for a, buf in self.pairs:
+            np.copyto(a, buf)
         if self.t is not None:
             self.opt.t = self.t
 
