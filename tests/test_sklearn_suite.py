@@ -81,12 +81,11 @@ def suite_results(tmp_path_factory):
     (tmp / "conftest.py").write_text(CONFTEST)
     (tmp / "pytest.ini").write_text("[pytest]\n")  # not this repository's configuration
     report = tmp / "report.xml"
-    src = pathlib.Path(__file__).resolve().parents[1] / "src"
     import fastbp
     env = dict(os.environ)
     # the fastbp this session imports, whether from src/ or installed
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(pathlib.Path(fastbp.__file__).resolve().parents[1]), str(src)]
+        [str(pathlib.Path(fastbp.__file__).resolve().parents[1])]
         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "test_mlp.py", "-q", "-p", "no:cacheprovider",
