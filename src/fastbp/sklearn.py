@@ -749,8 +749,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              "sample_weight instead")
         # partial_fit's "balanced": the frequencies of the classes in this call's y
         classes = np.unique(y) if incremental else self.classes_
-        weights = compute_class_weight(self.class_weight, classes=classes, y=y,
-                                       sample_weight=sw)
+        with np.errstate(divide="ignore"):  # "balanced", a class of weight 0: inf, see below
+            weights = compute_class_weight(self.class_weight, classes=classes, y=y,
+                                           sample_weight=sw)
         cw = np.asarray(weights, dtype=np.float64)[np.searchsorted(classes, y)]
         if sw is None:
             return np.ascontiguousarray(cw)
