@@ -138,10 +138,9 @@ class _Optimizer:
     scikit-learn's terms.
     """
 
-    def __init__(self, optimizer, grad_scale, learning_rate_init):
+    def __init__(self, optimizer, grad_scale):
         self.optimizer = optimizer
         self.grad_scale = grad_scale
-        self.learning_rate_init = learning_rate_init
 
     @property
     def learning_rate(self):
@@ -158,6 +157,9 @@ class _Optimizer:
         # scikit-learn's velocity v = μ v − lr g has lr inside; fastbp's
         # v = μ v + g has it outside, so v is rescaled to keep the step
         opt = self.optimizer
+        if isinstance(opt, Adam):  # as scikit-learn's, derived from the steps taken
+            raise AttributeError("Adam's learning_rate is derived from learning_rate_init "
+                                 "and the steps taken; it cannot be set")
         new = lr / self.grad_scale
         velocity = getattr(opt, "velocity", None)
         if velocity is not None and new != opt.lr and new > 0.0:
@@ -376,7 +378,7 @@ class _BaseMLP(BaseEstimator):
                            nesterov=self.nesterovs_momentum)
         else:
             opt = SGD(lr=self.learning_rate_init / c)
-        return _Optimizer(opt, c, self.learning_rate_init)
+        return _Optimizer(opt, c)
 
     def _fit(self, X, y, incremental, sample_weight=None):
         hidden = self._check_params()
