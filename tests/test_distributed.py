@@ -184,3 +184,13 @@ def test_a_rank_failing_mid_fit_ends_the_job():
     assert code != 0
     assert "finished the fit" not in out
     assert "rank 1 fails on purpose" in err and "aborting the MPI job" in err
+
+
+@needs_mpi
+def test_a_diverging_fit_raises_on_every_rank_in_the_same_epoch():
+    got = results("diverge.py")
+    assert got[0]["error"] is not None and got[0]["error"] == got[1]["error"]
+    epoch, n_history, finite = got[0]["error"]
+    assert epoch > 0 and n_history == epoch and finite
+    assert got[0]["params"] == got[1]["params"]
+    assert got[0]["after"] == got[1]["after"]

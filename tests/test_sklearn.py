@@ -52,7 +52,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 @parametrize_with_checks([MLPRegressor(), MLPClassifier(), MLPRegressor(solver="lbfgs"),
                           MLPClassifier(solver="lbfgs"), MLPRegressor(loss="poisson"),
-                          MLPRegressor(loss="poisson", solver="lbfgs")],
+                          MLPRegressor(loss="poisson", solver="lbfgs"),
+                          MLPClassifier(class_weight="balanced"),
+                          MLPClassifier(solver="lbfgs", class_weight="balanced"),
+                          MLPRegressor(n_iter_no_change=np.inf, max_iter=20)],
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)
@@ -344,8 +347,6 @@ def test_bad_parameters_are_named(digits, param, value):
 
 def test_bad_targets(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        MLPClassifier().fit(X[:10], np.zeros(10))
     with pytest.raises(ValueError, match="multioutput"):
         MLPClassifier().fit(X[:10], np.arange(20).reshape(10, 2))
     with pytest.raises(ValueError, match="early_stopping"):
@@ -496,3 +497,278 @@ def test_poisson_needs_non_negative_y_and_a_known_loss(counts):
         MLPRegressor(loss="huber").fit(X, y)
     assert MLPRegressor(loss="poisson").get_params()["loss"] == "poisson"
     assert list(MLPRegressor(loss="poisson").get_params()) == list(sk.MLPRegressor().get_params())
+
+# -- float32 in, float32 out ------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_float32_X_gives_float32_parameters_and_predictions(digits, name, solver):
+    X, y = digits
+    X32 = X.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(5, 3), max_iter=5, random_state=1, solver=solver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = globals()[name](**kw).fit(X32, y)
+        wide = globals()[name](**kw).fit(X32.astype(np.float64), y)  # the same values
+        theirs = getattr(sk, name)(**kw).fit(X32, y)
+    for a, b, c in zip(ours.coefs_ + ours.intercepts_, wide.coefs_ + wide.intercepts_,
+                       theirs.coefs_ + theirs.intercepts_):
+        # (scikit-learn's L-BFGS leaves float64 coefs_; fastbp's are float32 for every solver)
+        assert a.dtype == np.float32 and (c.dtype == np.float32 or solver == "lbfgs")
+        # computed in float64, then rounded: the float64 fit's values rounded
+        np.testing.assert_array_equal(a, b.astype(np.float32))
+    out = ours.predict(X32) if name == "MLPRegressor" else ours.predict_proba(X32)
+    want = theirs.predict(X32) if name == "MLPRegressor" else theirs.predict_proba(X32)
+    assert out.dtype == np.float32 and (want.dtype == np.float32 or solver == "lbfgs")
+    np.testing.assert_allclose(out, want, rtol=1e-3, atol=1e-4)
+    # float64 X on a float32 model: float64 out, as scikit-learn's result type
+    wide_out = ours.predict(X) if name == "MLPRegressor" else ours.predict_proba(X)
+    assert wide_out.dtype == np.float64
+
+
+def test_float32_training_continues_from_the_float64_parameters(digits):
+    X, y = digits
+    X32 = X.astype(np.float32)
+    a = MLPClassifier(random_state=0, max_iter=2).partial_fit(X32, y, classes=np.unique(y))
+    b = MLPClassifier(random_state=0, max_iter=2).partial_fit(X32.astype(np.float64), y,
+                                                              classes=np.unique(y))
+    for _ in range(2):
+        a.partial_fit(X32, y)
+        b.partial_fit(X32.astype(np.float64), y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q.astype(np.float32))  # no rounding between calls
+    # reassigned (or pickled) float32 coefs_ rebuild the network from them
+    a.coefs_[0] = a.coefs_[0] * np.float32(0.5)
+    np.testing.assert_array_equal(a._ensure_net().weights[0], a.coefs_[0].T.astype(np.float64))
+    c = pickle.loads(pickle.dumps(a))
+    assert c.coefs_[0].dtype == np.float32
+    np.testing.assert_array_equal(c.predict_proba(X32), a.predict_proba(X32))
+    c.partial_fit(X32, y)
+    assert c.coefs_[0].dtype == np.float32
+
+
+# -- stopping rules -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_convergence_warning_at_max_iter_warm_start_included(name, solver):
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    for est in (globals()[name], getattr(sk, name)):
+        model = est(solver=solver, warm_start=True, max_iter=10, n_iter_no_change=np.inf,
+                    random_state=0)
+        with pytest.warns(ConvergenceWarning, match="(Maximum iterations|lbfgs failed)"):
+            model.fit(X, y)
+        assert model.n_iter_ == 10
+        model.set_params(max_iter=20)
+        with pytest.warns(ConvergenceWarning):
+            model.fit(X, y)
+        assert model.n_iter_ == 20
+
+
+def test_n_iter_no_change_inf_never_stops_like_sklearn(digits):
+    X, y = digits
+    ours, theirs = fit_both("MLPClassifier", X[:100], y[:100] > 4, solver="sgd", tol=1e9,
+                            max_iter=30, n_iter_no_change=np.inf)
+    assert ours.n_iter_ == theirs.n_iter_ == 30
+    assert ours._no_improvement_count == theirs._no_improvement_count == 29
+    assert_same_network(ours, theirs)
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        MLPClassifier(n_iter_no_change=-np.inf).fit(X[:20], y[:20])
+
+
+DIVERGING = dict(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                 learning_rate_init=1.0, max_iter=20, random_state=0)
+
+
+def test_a_diverging_fit_with_early_stopping_ends_like_sklearn():
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(early_stopping=True, **DIVERGING).fit(X, y)
+        theirs = sk.MLPRegressor(early_stopping=True, **DIVERGING).fit(X, y)
+    s_ours, s_theirs = np.array(ours.validation_scores_), np.array(theirs.validation_scores_)
+    np.testing.assert_array_equal(np.isnan(s_ours), np.isnan(s_theirs))
+    assert np.isnan(s_ours[-1]) and isinstance(ours.validation_scores_[-1], float)
+    assert ours.n_iter_ == theirs.n_iter_ == 20
+    # the best (finite) parameters are restored, as scikit-learn does
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
+    assert_same_network(ours, theirs, atol=1e-6)
+    assert np.isfinite(ours.predict(X)).all()
+
+
+def test_a_diverging_fit_without_early_stopping_raises_like_sklearn():
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    for est in (MLPRegressor, sk.MLPRegressor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+                est(**DIVERGING).fit(X, y)
+
+
+def test_feature_names_kept_through_the_validation_split():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.randn(40, 2), columns=["a", "b"])
+    for est, y in ((MLPClassifier, rng.randint(0, 2, 40)), (MLPRegressor, rng.randn(40))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = est(early_stopping=True, max_iter=3, random_state=0).fit(X, y)
+        assert list(model.feature_names_in_) == ["a", "b"]
+
+
+def test_one_class_fits_and_predicts_like_sklearn(digits):
+    X, _ = digits
+    y = np.full(50, 7)
+    ours, theirs = fit_both("MLPClassifier", X[:50], y, max_iter=3)
+    assert list(ours.classes_) == [7] and (ours.predict(X[:50]) == 7).all()
+    np.testing.assert_allclose(ours.predict_proba(X[:50]), theirs.predict_proba(X[:50]),
+                               atol=1e-9)
+
+
+# -- compatibility shims --------------------------------------------------------------
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", learning_rate="invscaling", power_t=0.25),
+    dict(solver="sgd", learning_rate="constant"),
+    dict(solver="sgd", learning_rate="adaptive", tol=0.5, max_iter=300),
+    dict(solver="sgd", learning_rate="adaptive", momentum=0.0, tol=0.5, max_iter=300),
+    dict(solver="adam"),
+])
+def test_optimizer_learning_rate_is_sklearns(digits, params):
+    X, y = digits
+    params = dict(dict(max_iter=3), **params)
+    ours, theirs = fit_both("MLPClassifier", X[:100], y[:100], **params)
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate,
+                                                          rel=1e-12)
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+@pytest.mark.parametrize("name, n_labels", [("MLPClassifier", 2), ("MLPClassifier", 3),
+                                            ("MLPRegressor", None)])
+def test_loss_grad_lbfgs_is_sklearns(name, n_labels):
+    from sklearn.preprocessing import LabelBinarizer
+    rng = np.random.RandomState(42)
+    X = rng.rand(5, 10)
+    if n_labels is None:
+        y = rng.rand(5)
+        Y = y.reshape(-1, 1)
+    else:
+        y = 1 + np.mod(np.arange(5) + 1, n_labels)
+        Y = LabelBinarizer().fit_transform(y)
+    ours, theirs = fit_both(name, X, y, solver="lbfgs", hidden_layer_sizes=10, alpha=1e-2,
+                            max_iter=1, activation="tanh")
+    theta = np.hstack([a.ravel() for a in theirs.coefs_ + theirs.intercepts_]) + 0.1
+    units = [10, 10, theirs.n_outputs_]
+
+    def lists():
+        acts = [X] + [np.empty((5, u)) for u in units[1:]]
+        deltas = [np.empty((5, u)) for u in units[1:]]
+        return (acts, deltas, [np.empty((a, b)) for a, b in zip(units[:-1], units[1:])],
+                [np.empty(b) for b in units[1:]])
+    mine, its = lists(), lists()
+    v_ours, g_ours = ours._loss_grad_lbfgs(theta, X, Y, None, *mine)
+    v_theirs, g_theirs = theirs._loss_grad_lbfgs(theta, X, Y, None, *its)
+    assert v_ours == pytest.approx(v_theirs, rel=1e-12)
+    np.testing.assert_allclose(g_ours, g_theirs, rtol=1e-10, atol=1e-14)
+    for a, b in zip(mine[2] + mine[3], its[2] + its[3]):  # what its callers read
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    assert_same_network(ours, theirs, atol=1e-14)  # both now hold theta
+
+
+# -- class_weight -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("params", [dict(max_iter=3), dict(solver="lbfgs", max_iter=5),
+                                    dict(solver="sgd", max_iter=3, early_stopping=True)])
+def test_class_weight_is_the_equivalent_sample_weight(digits, params):
+    X, y = digits
+    cw = {int(c): 1.0 + 0.5 * c for c in range(10)}
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(class_weight=cw, random_state=0, **params).fit(X, y, sample_weight=sw)
+        b = MLPClassifier(random_state=0, **params).fit(
+            X, y, sample_weight=sw * np.array([cw[c] for c in y]))
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_balanced_class_weight_is_the_formula_and_sklearns_sample_weight_fit(digits):
+    X, y = digits
+    y = np.where(y < 3, y, 3)  # unbalanced: 3 is most of it
+    counts = np.bincount(y)
+    formula = len(y) / (len(counts) * counts)
+    from sklearn.utils.class_weight import compute_class_weight
+    np.testing.assert_allclose(compute_class_weight("balanced", classes=np.arange(4), y=y),
+                               formula)
+    ours = MLPClassifier(class_weight="balanced", random_state=0, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+        theirs = sk.MLPClassifier(random_state=0, max_iter=3).fit(X, y,
+                                                                  sample_weight=formula[y])
+    assert_same_network(ours, theirs)
+    # partial_fit's "balanced": the frequencies of each call's y
+    part = MLPClassifier(class_weight="balanced", random_state=0)
+    same = MLPClassifier(random_state=0)
+    part.partial_fit(X[:100], y[:100], classes=np.arange(4))
+    c = np.bincount(y[:100], minlength=4)
+    present = c > 0
+    w = np.zeros(4)
+    w[present] = 100 / (present.sum() * c[present])
+    same.partial_fit(X[:100], y[:100], classes=np.arange(4), sample_weight=w[y[:100]])
+    for p, q in zip(part.coefs_, same.coefs_):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("cw, match", [
+    ("balance", "class_weight must be None, 'balanced', a dict"),
+    ([{0: 1.0, 1: 2.0}], "a list of dicts is for multilabel y"),
+    ([1.0, 2.0], "class_weight must be"),
+    ({0: -1.0}, "class_weight's weights must be finite numbers >= 0"),
+    ({0: np.nan}, "class_weight's weights"),
+    ({0: "2"}, "class_weight's weights"),
+    ({0: 1.0, 42: 2.0}, r"not in class_weight"),
+])
+def test_bad_class_weight_is_named(digits, cw, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(class_weight=cw, max_iter=1).fit(X[:50], y[:50] % 3)
+
+
+def test_multilabel_class_weight_is_the_product_of_the_labels_value_weights():
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 1.0, X[:, 2] > -0.5]).astype(int)
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, len(X))
+    dicts = [{0: 1.0, 1: 2.0}, {0: 0.5, 1: 3.0}, {0: 1.5, 1: 1.0}]
+    by_dicts = np.prod([[d[v] for v in Y[:, j]] for j, d in enumerate(dicts)], axis=0)
+    balanced = np.ones(len(X))
+    for j in range(3):  # n / (2 · the value's weighted count), per label
+        counts = np.array([sw[Y[:, j] == v].sum() for v in (0, 1)])
+        balanced *= (sw.sum() / (2 * counts))[Y[:, j]]
+    for cw, w in ((dicts, by_dicts), ("balanced", balanced)):
+        a = MLPClassifier(class_weight=cw, random_state=0, max_iter=3)
+        b = MLPClassifier(random_state=0, max_iter=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            a.fit(X, Y, sample_weight=sw)
+            b.fit(X, Y, sample_weight=sw * w)
+        for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+            np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="got one dict"):
+        MLPClassifier(class_weight={0: 1.0, 1: 2.0}, max_iter=1).fit(X, Y)
+    with pytest.raises(ValueError, match=r"one dict per label \(3\), got 2"):
+        MLPClassifier(class_weight=dicts[:2], max_iter=1).fit(X, Y)
+
+
+def test_class_weight_in_get_params_and_clone():
+    from sklearn.base import clone
+    est = MLPClassifier(class_weight="balanced")
+    assert est.get_params()["class_weight"] == "balanced"
+    assert clone(est).class_weight == "balanced"
+    assert "class_weight" not in MLPRegressor().get_params()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fastbp.network import MLP
-from fastbp.optim import SGD, Adam
+from fastbp.optim import SGD, Adam, Momentum
 
 from conftest import params_bytes, random_regression
 
@@ -172,8 +172,10 @@ def test_fit_accepts_lists_and_one_column_targets():
     hist = net.fit([[0, 1], [1, 0], [1, 1]], [1.0, 2.0, 3.0], epochs=2, batch_size=2)
     assert len(hist["loss"]) == 2
     X = np.array([[np.nan, 1.0]])
-    net.fit(X, [1.0], epochs=1, check_finite=False)  # opted out: runs, loss is nan
-    assert np.isnan(net.params).any()
+    before = net.params.copy()
+    with pytest.raises(FloatingPointError, match="loss is nan"):  # opted out: runs, diverges
+        net.fit(X, [1.0], epochs=1, check_finite=False)
+    np.testing.assert_array_equal(net.params, before)  # never left NaN
 
 
 def test_second_concurrent_fit_raises():
@@ -396,3 +398,85 @@ def test_fit_with_a_seed_gives_bitwise_the_same_weights_twice(optimizer):
     other = MLP([5, 16, 8, 3], activation="relu", seed=3)
     other.fit(X, T, epochs=4, batch_size=32, lr=0.01, optimizer=optimizer, shuffle=True, seed=12)
     assert params_bytes(other) != runs[0][0]  # the seed does drive the shuffle
+
+
+# -- divergence ------------------------------------------------------------------
+
+def _diverging_problem():
+    """A linear net with SGD at lr=0.5: the loss overflows in epoch 7."""
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(32, 3)), rng.normal(size=(32, 1))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_divergence_restores_the_epoch_before_and_raises(optimizer):
+    from fastbp import DivergenceError
+    X, T = _diverging_problem()
+    lr = 0.5 if optimizer != "adam" else 0.01
+    kw = dict(batch_size=8, lr=lr, seed=3)
+    if optimizer == "adam":  # Adam's steps are bounded: blow the weights up after epoch 2
+
+        def blow_up(epoch, history):
+            if epoch == 2:
+                net_of[0].params[...] *= 1e200
+        kw["callback"] = blow_up
+    net_of = [None]
+    net = net_of[0] = MLP([3, 4, 1], activation="identity", seed=0)
+    opt = {"sgd": SGD(lr=lr), "momentum": Momentum(lr=lr, momentum=0.5),
+           "adam": Adam(lr=lr)}[optimizer]
+    with pytest.raises(DivergenceError) as info:
+        net.fit(X, T, epochs=500, optimizer=opt, **kw)
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    assert err.epoch > 0 and not np.isfinite(err.loss) and err.lr == lr
+    msg = str(err)
+    assert f"epoch {err.epoch}" in msg and str(err.loss) in msg and f"lr={lr}" in msg
+    assert "smaller learning rate" in msg and "restored" in msg
+    # the same fit stopped before that epoch: the same parameters, optimiser
+    # state and history, bit for bit
+    twin = net_of[0] = MLP([3, 4, 1], activation="identity", seed=0)
+    twin_opt = type(opt)(**({"lr": lr, "momentum": 0.5} if optimizer == "momentum" else {"lr": lr}))
+    hist = twin.fit(X, T, epochs=err.epoch, optimizer=twin_opt, **kw)
+    assert np.isfinite(net.params).all()
+    assert params_bytes(net) == params_bytes(twin)
+    assert err.history == hist and len(err.history["loss"]) == err.epoch
+    for name in ("velocity", "m", "v"):
+        if getattr(opt, name, None) is not None:
+            np.testing.assert_array_equal(getattr(opt, name), getattr(twin_opt, name))
+    if optimizer == "adam":
+        assert opt.t == twin_opt.t
+
+
+def test_divergence_in_the_first_epoch_keeps_the_initial_weights_and_validation_history():
+    from fastbp import DivergenceError
+    X, T = _diverging_problem()
+    net = MLP([3, 4, 1], activation="identity", seed=0)
+    before = net.params.copy()
+    with pytest.raises(DivergenceError, match="epoch 0") as info:
+        net.fit(X * 1e150, T, epochs=3, batch_size=8, lr=0.5, optimizer="sgd",
+                validation_data=(X, T), early_stopping=True)
+    np.testing.assert_array_equal(net.params, before)
+    assert info.value.history == {"loss": [], "val_loss": []}
+
+
+def test_non_finite_parameters_after_a_finite_loss_are_divergence(monkeypatch):
+    """The last batch's update can overflow while the epoch's loss (taken
+    before the updates) is still finite: that epoch is the diverged one."""
+    from fastbp import DivergenceError, sync
+    X, T = _diverging_problem()
+    net = MLP([3, 4, 1], activation="identity", seed=0)
+    net.fit(X, T, epochs=2, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
+    after_two = net.params.copy()
+    calls = []
+
+    def poisoned(self, params):  # the parameters go non-finite in epoch 2
+        calls.append(1)
+        if len(calls) == 3:
+            params[0] = np.nan
+        return np.isfinite(params).all()
+    monkeypatch.setattr(sync.LocalSync, "all_finite", poisoned)
+    net2 = MLP([3, 4, 1], activation="identity", seed=0)
+    with pytest.raises(DivergenceError, match="parameters became non-finite") as info:
+        net2.fit(X, T, epochs=5, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
+    assert info.value.epoch == 2 and np.isfinite(info.value.loss)
+    np.testing.assert_array_equal(net2.params, after_two)

@@ -23,6 +23,7 @@ from fastbp import distributed, graph, optim, paths, reference  # distributed im
 from fastbp.checkpoint import CheckpointError
 from fastbp.finite_diff import gradcheck
 from fastbp.network import MLP
+from fastbp.training import DivergenceError
 from fastbp.threads import threadpool_limits
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "CheckpointError",
+    "DivergenceError",
     "MLP",
     "REDUCTIONS",
     "dense_backward",

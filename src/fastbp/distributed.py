@@ -28,7 +28,7 @@ import traceback
 
 import numpy as np
 
-from fastbp._checks import check_buffer
+from fastbp._checks import all_finite, check_buffer
 from fastbp._enums import Reduction
 from fastbp import checkpoint
 from fastbp.sync import LocalSync
@@ -231,6 +231,16 @@ class FitSync(LocalSync):
     def decide(self, stop):
         """Rank 0's stop decision, on every rank."""
         return bool(self.comm.bcast(bool(stop), root=0))
+
+    def all_finite(self, params):
+        """Whether every parameter is finite on every rank (one small
+        Allreduce per epoch, so every rank takes the same branch)."""
+        return bool(self.comm.allreduce(bool(all_finite(params)), op=self.MPI.LAND))
+
+    def raising_everywhere(self, exc):
+        """exc is raised on every rank in the same epoch: no abort."""
+        self._collective = True
+        return exc
 
     # -- failures -------------------------------------------------------------
 

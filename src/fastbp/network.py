@@ -468,6 +468,12 @@ class MLP:
         unless check_finite=False) and never modified.  Not thread-safe: a
         second concurrent fit of the same object raises RuntimeError.
 
+        Divergence: the first epoch whose loss is not finite (or after which
+        a parameter is not) ends the fit with ``fastbp.DivergenceError``
+        naming the epoch, the loss and the learning rate; the parameters and
+        the optimiser's state are put back to their values before that epoch
+        and the history of the epochs before it is the error's ``history``.
+
         comm: an mpi4py communicator for data-parallel training (see
         ``fastbp.distributed`` and docs/distributed.md).  Each rank passes its
         own shard of X, T (and of validation_data); the global batch is

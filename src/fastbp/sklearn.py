@@ -38,6 +38,16 @@ is replaced by the clipped one where a probability is that small for L-BFGS (who
 line search reads the loss), not in the stochastic solvers' reported
 ``loss_curve_`` (whose first entries can then differ; the gradients, and so
 the weights, are the same).
+float32 X gives float32 ``coefs_``, ``intercepts_`` and predictions, as
+scikit-learn's, while the core computes in float64: X is converted once,
+the network keeps float64 parameters and ``coefs_`` / ``intercepts_`` are
+float32 copies of them published at the end of every fit (with float64 X
+they are live views).  The stopping rules are scikit-learn's
+(ConvergenceWarning at ``max_iter``, ``n_iter_no_change=np.inf``, a
+diverging fit going on with a NaN loss and validation score).
+``MLPClassifier(class_weight=...)`` is fastbp's addition.
+``_optimizer.learning_rate`` and ``_loss_grad_lbfgs`` are compatibility
+shims for scikit-learn's private names, which its own tests read.
 scikit-learn is needed at import time of this module only: ``import
 fastbp`` does not load it.
 """
@@ -55,6 +65,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.optimize import _check_optimize_result
@@ -129,6 +140,48 @@ def _check_bool(value, name):
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
+class _Optimizer:
+    """A stochastic solver's optimiser as the estimator keeps it (``_optimizer``).
+
+    ``optimizer`` is the fastbp optimiser the compiled epoch steps with;
+    ``grad_scale`` c is fastbp's gradient over scikit-learn's (its SGD
+    learning rate is 1/c of scikit-learn's).  ``learning_rate`` is a
+    compatibility shim: the value scikit-learn's ``_optimizer.learning_rate``
+    holds (SGD's current rate; Adam's bias-corrected step size
+    lr·√(1−β₂ᵗ)/(1−β₁ᵗ) after t steps, lr before the first), which
+    scikit-learn's own tests read; setting it sets SGD's rate in
+    scikit-learn's terms.
+    """
+
+    def __init__(self, optimizer, grad_scale):
+        self.optimizer = optimizer
+        self.grad_scale = grad_scale
+
+    @property
+    def learning_rate(self):
+        opt = self.optimizer
+        if isinstance(opt, Adam):
+            t = opt.t
+            if t == 0:
+                return opt.lr
+            return opt.lr * math.sqrt(1.0 - opt.beta2 ** t) / (1.0 - opt.beta1 ** t)
+        return opt.lr * self.grad_scale
+
+    @learning_rate.setter
+    def learning_rate(self, lr):
+        # scikit-learn's velocity v = μ v − lr g has lr inside; fastbp's
+        # v = μ v + g has it outside, so v is rescaled to keep the step
+        opt = self.optimizer
+        if isinstance(opt, Adam):  # as scikit-learn's, derived from the steps taken
+            raise AttributeError("Adam's learning_rate is derived from learning_rate_init "
+                                 "and the steps taken; it cannot be set")
+        new = lr / self.grad_scale
+        velocity = getattr(opt, "velocity", None)
+        if velocity is not None and new != opt.lr and new > 0.0:
+            velocity *= opt.lr / new
+        opt.lr = new
+
+
 class _BaseMLP(BaseEstimator):
     """Parameters, training loop and prediction shared by both estimators."""
 
@@ -201,14 +254,16 @@ class _BaseMLP(BaseEstimator):
         _check_number(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
         _check_number(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
         _check_number(self.epsilon, "epsilon", 0.0, low_open=True)
-        _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
+        if not (isinstance(self.n_iter_no_change, (float, np.floating))
+                and self.n_iter_no_change == np.inf):  # inf: never stop on it, as scikit-learn
+            _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
         for name in ("shuffle", "nesterovs_momentum", "early_stopping", "warm_start"):
             _check_bool(getattr(self, name), name)
         return self._hidden_sizes()
 
     # -- the network -----------------------------------------------------------
 
-    def _initialize(self, n_features, n_out, hidden, rs):
+    def _initialize(self, n_features, n_out, hidden, rs, dtype):
         """A new network with scikit-learn's Glorot-uniform draws, in its order."""
         self.n_iter_ = 0
         self.t_ = 0
@@ -223,7 +278,7 @@ class _BaseMLP(BaseEstimator):
             b[:fan_out] = rs.uniform(-bound, bound, fan_out)
             W[fan_out:] = 0.0  # the binary case's held-at-zero unit
             b[fan_out:] = 0.0
-        self._adopt(net)
+        self._adopt(net, dtype)
         self._best_params = net.params.copy()
         if self.solver not in _STOCHASTIC:  # as scikit-learn: no curve, no stopping state
             return
@@ -238,19 +293,61 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
-    def _adopt(self, net):
-        """Point coefs_ / intercepts_ at ``net``'s parameters (views, sklearn layout)."""
+    def _views(self, net):
+        """``net``'s parameters in scikit-learn's layout: (coefs, intercepts),
+        float64 views without the binary case's held unit."""
+        return self._views_of(net, net.weights, net.biases)
+
+    def _views_of(self, net, weights, biases):
+        """Per-layer (W, b) arrays of ``net`` (its parameters or gradients)
+        as scikit-learn's (coefs, intercepts) views."""
         n_out = net.sizes[-1] - self._extra_units
+        coefs = [W.T for W in weights[:-1]] + [weights[-1][:n_out].T]
+        return coefs, list(biases[:-1]) + [biases[-1][:n_out]]
+
+    def _adopt(self, net, dtype=np.float64):
+        """Make ``net`` the estimator's network and publish its parameters
+        as coefs_ / intercepts_ of ``dtype``."""
         self._net = net
-        self.coefs_ = [W.T for W in net.weights[:-1]] + [net.weights[-1][:n_out].T]
-        self.intercepts_ = list(net.biases[:-1]) + [net.biases[-1][:n_out]]
+        self._publish(dtype)
+
+    def _publish(self, dtype=None):
+        """coefs_ / intercepts_ from the network: for float64, views of its
+        parameters (live); for float32 (a float32 X was fitted), float32
+        copies, made again at the end of every fit and partial_fit.  The
+        network itself stays float64: the core computes in float64."""
+        dtype = self.coefs_[0].dtype if dtype is None else np.dtype(dtype)
+        coefs, intercepts = self._views(self._net)
+        if dtype != np.float64:
+            coefs = [c.astype(dtype) for c in coefs]
+            intercepts = [b.astype(dtype) for b in intercepts]
+        self.coefs_, self.intercepts_ = coefs, intercepts
+
+    def _net_matches(self, net):
+        """Whether coefs_ / intercepts_ are still ``net``'s: its views, or
+        float32 copies equal to its parameters rounded (not reassigned nor
+        edited since published)."""
+        coefs, intercepts = self._views(net)
+        for mine, its in zip(self.coefs_ + self.intercepts_, coefs + intercepts):
+            if mine.shape != its.shape:
+                return False
+            if mine.dtype == np.float64:
+                if not (np.shares_memory(mine, net.params) and mine.strides == its.strides
+                        and mine.__array_interface__["data"] == its.__array_interface__["data"]):
+                    return False
+            elif not np.array_equal(mine, its.astype(mine.dtype)):
+                return False
+        return len(self.coefs_) == len(coefs)
 
     def _ensure_net(self):
-        """The network behind coefs_ (rebuilt after unpickling or reassignment)."""
+        """The network behind coefs_: kept while they are still its (so a
+        float32 estimator keeps training from the float64 parameters),
+        rebuilt from them after unpickling, reassignment or an edit."""
         net = getattr(self, "_net", None)
-        if net is not None and net.output_activation == self._net_output() and all(
-                np.shares_memory(a, net.params) for a in self.coefs_ + self.intercepts_):
+        if net is not None and net.output_activation == self._net_output() \
+                and self._net_matches(net):
             return net
+        dtype = self.coefs_[0].dtype
         units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         net = MLP(units[:-1] + [units[-1] + self._extra_units],
                   activation=_ACTIVATION[self.activation], output_activation=self._net_output(),
@@ -260,7 +357,7 @@ class _BaseMLP(BaseEstimator):
             b[...] = 0.0
             W[:c.shape[1]] = c.T
             b[:c.shape[1]] = i
-        self._adopt(net)
+        self._adopt(net, dtype)
         return net
 
     def __getstate__(self):
@@ -278,14 +375,20 @@ class _BaseMLP(BaseEstimator):
     def _output_kind(self):
         return getattr(self, "out_activation_", "identity")
 
+    def _result_dtype(self, X):
+        """The predictions' dtype: float32 when X and coefs_ are (scikit-learn's
+        result type of X @ coefs_), else float64."""
+        return np.float32 if X.dtype == np.float32 == self.coefs_[0].dtype else np.float64
+
     def _forward(self, X):
-        """Output-layer pre-activations for the checked X, from coefs_."""
-        A = X
+        """Output-layer pre-activations (float64) for the checked X, from coefs_."""
+        A = np.ascontiguousarray(X, dtype=np.float64)
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
         for i, (c, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            A = dense_forward(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
-                                       "identity" if i == last else act)
+            A = dense_forward(A, np.ascontiguousarray(c.T, dtype=np.float64),
+                              np.ascontiguousarray(b, dtype=np.float64),
+                              "identity" if i == last else act)
         return A
 
     # -- training --------------------------------------------------------------
@@ -294,12 +397,14 @@ class _BaseMLP(BaseEstimator):
         c = self._grad_scale
         if self.solver == "adam":
             # a gradient c times larger with ε c times larger is the same Adam step
-            return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
-                        eps=self.epsilon * c)
-        if self.momentum > 0:
-            return Momentum(lr=self.learning_rate_init / c, momentum=self.momentum,
-                            nesterov=self.nesterovs_momentum)
-        return SGD(lr=self.learning_rate_init / c)
+            opt = Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
+                       eps=self.epsilon * c)
+        elif self.momentum > 0:
+            opt = Momentum(lr=self.learning_rate_init / c, momentum=self.momentum,
+                           nesterov=self.nesterovs_momentum)
+        else:
+            opt = SGD(lr=self.learning_rate_init / c)
+        return _Optimizer(opt, c)
 
     def _fit(self, X, y, incremental, sample_weight=None):
         hidden = self._check_params()
@@ -307,26 +412,38 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, T, y_score, strat = self._validate_training_data(X, y, incremental, reset=first)
-        sw = None
-        if sample_weight is not None:
-            sw = np.ascontiguousarray(_check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True))
+        # float32 X: float32 coefs_ and predictions, as scikit-learn's; the
+        # core computes in float64 (X converted once)
+        dtype = X.dtype
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        sw = self._sample_weight(X, y_score, sample_weight, incremental)
         self._random_state = rs = check_random_state(self.random_state)
         n_out = self.n_outputs_
         if first:
-            self._initialize(X.shape[1], n_out, hidden, rs)
+            self._initialize(X.shape[1], n_out, hidden, rs, dtype)
         elif self.coefs_[-1].shape[1] != n_out:
             raise ValueError(
                 f"y has {n_out} outputs but the fitted network has {self.coefs_[-1].shape[1]}; "
                 "fit again with warm_start=False")
         net = self._ensure_net()
-        if self.solver == "lbfgs":
-            self._fit_lbfgs(net, X, T, sw)
-            return self
-        if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer()
-        self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(net, X, T, sw)
+            else:
+                if not incremental or not hasattr(self, "_optimizer"):
+                    self._optimizer = self._make_optimizer()
+                self._fit_stochastic(net, X, T, y_score, sw, strat, incremental, rs)
+        finally:
+            self._publish()
+        _require_finite(net)
         return self
+
+    def _sample_weight(self, X, y, sample_weight, incremental):
+        """fit's sample_weight checked, float64 (None for none)."""
+        if sample_weight is None:
+            return None
+        return np.ascontiguousarray(_check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True))
 
     def _fit_lbfgs(self, net, X, T, sw):
         """scikit-learn's full-batch L-BFGS-B (SciPy) on the same objective,
@@ -336,6 +453,20 @@ class _BaseMLP(BaseEstimator):
         parameter vector, so fastbp's order of the parameters gives the same
         iterates as scikit-learn's, up to rounding."""
         from scipy.optimize import minimize
+        loss_and_gradient = self._lbfgs_objective(net, X, T, sw)
+        params = net.params
+        res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
+                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                "gtol": self.tol})
+        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
+        self.loss_ = float(res.fun)
+        params[...] = res.x
+
+    def _lbfgs_objective(self, net, X, T, sw):
+        """theta (in ``net.params``' layout) -> (scikit-learn's objective,
+        its gradient): the whole-data loss plus α/(2n)‖W‖², from one
+        compiled pass; ``net.params`` is left at theta and ``net.grads``
+        holds the gradient."""
         c, alpha = self._grad_scale, float(self.alpha)
         params, grads, n_w = net.params, net.grads, net.n_weights
         w_flat = params[:n_w]
@@ -361,13 +492,34 @@ class _BaseMLP(BaseEstimator):
                 g[...] = 0.0
             return value + 0.5 * alpha * float(np.dot(w_flat, w_flat)) / norm, grads.copy()
 
-        res = minimize(loss_and_gradient, params.copy(), method="L-BFGS-B", jac=True,
-                       options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                "gtol": self.tol})
-        self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
-        self.loss_ = float(res.fun)
-        params[...] = res.x
-        _require_finite(net)
+        return loss_and_gradient
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, activations, deltas,
+                         coef_grads, intercept_grads):
+        """Compatibility shim for scikit-learn's private method of this name,
+        which its tests call (test_gradient): the objective and its gradient
+        at ``packed_coef_inter`` (scikit-learn's packing: every coefs_[i]
+        raveled, then every intercepts_[i]), for X and the binarised targets
+        y (``LabelBinarizer`` output for a classifier).  As scikit-learn's,
+        it sets coefs_ / intercepts_ to the packed values and fills
+        ``coef_grads`` / ``intercept_grads`` (lists of arrays in coefs_'
+        shapes) with the gradient; ``activations`` and ``deltas`` are not
+        written (fastbp's compiled pass keeps its own).  Computed by the
+        same compiled pass as ``fit``'s L-BFGS."""
+        theta = np.asarray(packed_coef_inter, dtype=np.float64)
+        start = 0
+        for a in self.coefs_ + self.intercepts_:  # scikit-learn's _unpack
+            a[...] = theta[start:start + a.size].reshape(a.shape)
+            start += a.size
+        net = self._ensure_net()
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        T = self._targets_of_binarized(np.asarray(y))
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
+        value, _ = self._lbfgs_objective(net, X, T, sw)(net.params.copy())
+        g_coefs, g_intercepts = self._views_of(net, net.grad_weights, net.grad_biases)
+        for out, g in zip(list(coef_grads) + list(intercept_grads), g_coefs + g_intercepts):
+            out[...] = g
+        return value, np.concatenate([g.ravel() for g in g_coefs + g_intercepts])
 
     def _split(self, X, T, y_score, sw, strat, rs):
         idx = np.arange(X.shape[0])
@@ -393,7 +545,8 @@ class _BaseMLP(BaseEstimator):
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
         X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
-        opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
+        sk_opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
+        opt = sk_opt.optimizer
         loss, scale = self._objective(T)
         lc, _ = net.loss_codes(loss, "mean")
         # scikit-learn's objective per batch: mean loss + α/(2 N_b) ‖W‖² (N_b its
@@ -424,19 +577,19 @@ class _BaseMLP(BaseEstimator):
                                         sw_val if self.early_stopping else None, net)
             schedule = self.learning_rate if self.solver == "sgd" else "constant"
             if schedule == "invscaling":  # at each epoch's end, from the samples seen
-                self._set_lr(opt, self.learning_rate_init / (self.t_ + 1) ** self.power_t)
+                sk_opt.learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
                 what = "Validation score" if self.early_stopping else "Training loss"
                 msg = (f"{what} did not improve more than tol={self.tol:f} for "
                        f"{self.n_iter_no_change} consecutive epochs.")
-                if schedule != "adaptive" or self._sk_lr(opt) <= 1e-6:
+                if schedule != "adaptive" or sk_opt.learning_rate <= 1e-6:
                     if self.verbose:
                         print(msg + (" Stopping." if schedule != "adaptive"
                                      else " Learning rate too small. Stopping."))
                     break
-                self._set_lr(opt, self._sk_lr(opt) / 5.0)  # adaptive: a fifth, and go on
+                sk_opt.learning_rate /= 5.0  # adaptive: a fifth, and go on
                 if self.verbose:
-                    print(msg + " Setting learning rate to %f" % self._sk_lr(opt))
+                    print(msg + " Setting learning rate to %f" % sk_opt.learning_rate)
                 self._no_improvement_count = 0
             if incremental:
                 break
@@ -446,7 +599,6 @@ class _BaseMLP(BaseEstimator):
                     "the optimization hasn't converged yet.", ConvergenceWarning)
         if self.early_stopping:
             net.params[...] = self._best_params
-        _require_finite(net)
 
     def _objective(self, T):
         """fastbp's loss for targets T, and the factor from its "mean" value
@@ -468,23 +620,20 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.solver} is not stochastic.")
         return True
 
-    def _sk_lr(self, opt):
-        """The SGD learning rate in scikit-learn's terms (fastbp's is 1/c of it)."""
-        return opt.lr * self._grad_scale
-
-    def _set_lr(self, opt, lr):
-        """Set scikit-learn's learning rate lr.  scikit-learn's velocity
-        v = μ v − lr g has lr inside; fastbp's v = μ v + g has it outside,
-        so v is rescaled to keep the same step when lr changes."""
-        new = lr / self._grad_scale
-        velocity = getattr(opt, "velocity", None)
-        if velocity is not None and new != opt.lr and new > 0.0:
-            velocity *= opt.lr / new
-        opt.lr = new
+    def _validation_score(self, X, y, sample_weight):
+        """The score on the validation split, as scikit-learn's
+        ``_score_with_function``: from the already-checked X (validating it
+        again would warn of missing feature names), NaN when a prediction is
+        not finite (a diverging fit), so that stopping goes on and the best
+        parameters are restored."""
+        Y = self._forward(X)
+        if not np.isfinite(Y).all():
+            return np.nan
+        return self._score_outputs(Y, y, sample_weight)
 
     def _update_no_improvement(self, X_val, y_val, sw_val, net):
         if X_val is not None:
-            score = self._score_checked(X_val, y_val, sw_val)
+            score = self._validation_score(X_val, y_val, sw_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -515,7 +664,7 @@ class _BaseMLP(BaseEstimator):
 
     def _check_X(self, X):
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=np.float64, order="C")
+        return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
 
 
 _REGRESSION_LOSSES = ("squared_error", "poisson")
@@ -569,7 +718,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.loss not in _REGRESSION_LOSSES:
             raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                              dtype=np.float64, order="C")
+                              dtype=(np.float64, np.float32), order="C")
         T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
         if self.loss == "poisson" and (T < 0).any():
             i, j = np.unravel_index(int(np.argmax(T < 0)), T.shape)
@@ -579,6 +728,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         return X, T, y, None
 
+    def _targets_of_binarized(self, y):
+        """fastbp's targets from scikit-learn's internal y (for the shims)."""
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
+
     @available_if(lambda est: est._check_stochastic())
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current state."""
@@ -587,13 +740,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X):
         """Predicted targets, (n_samples,) for one output, else (n_samples, n_outputs)
         (exp of the output layer for loss="poisson")."""
-        Y = self._forward(self._check_X(X))
+        X = self._check_X(X)
+        return self._predictions(self._forward(X)).astype(self._result_dtype(X), copy=False)
+
+    def _predictions(self, Y):
         if self.out_activation_ == "exp":
             np.exp(Y, out=Y)
         return Y.ravel() if Y.shape[1] == 1 else Y
 
-    def _score_checked(self, X, y, sample_weight=None):
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+    def _score_outputs(self, Y, y, sample_weight):
+        return r2_score(y, self._predictions(Y), sample_weight=sample_weight)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -607,7 +763,103 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_labels) of 0/1 gets one logistic unit per label and the binary
     log-loss summed over the labels; ``predict`` returns the indicator of
     the probabilities above 0.5, ``predict_proba`` the probabilities.
+
+    ``class_weight`` (None, "balanced" or a dict {label: weight}) weighs
+    each example by its class's weight, composed with ``sample_weight`` as
+    scikit-learn's other classifiers (LogisticRegression) do: the weights
+    are ``compute_class_weight(class_weight, classes=classes_, y=y,
+    sample_weight=sample_weight)`` (so "balanced" is n / (n_classes ·
+    count), counts weighted by sample_weight), multiplied into
+    sample_weight; the fit is the one with those sample weights (the
+    validation split of early stopping scores with them too).  In
+    ``partial_fit``, "balanced" takes the class frequencies of that call's
+    y (pass a dict for the whole data's).  Labels missing from a dict weigh
+    1; a dict naming a label that is not a class is an error (as in
+    ``compute_class_weight``).  For multilabel y, class_weight is "balanced"
+    or a list of one dict {0: w, 1: w} per label, and a row weighs the
+    product of its labels' value weights (scikit-learn's composition of
+    multi-output class weights in ``compute_sample_weight``).
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 class_weight=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.class_weight = class_weight
+
+    def _check_params(self):
+        cw = self.class_weight
+        dicts = list(cw) if isinstance(cw, (list, tuple)) else [cw]
+        if not (cw is None or (isinstance(cw, str) and cw == "balanced")
+                or (dicts and all(isinstance(d, dict) for d in dicts))):
+            raise ValueError(f"class_weight must be None, 'balanced', a dict "
+                             f"{{class label: weight}} or (multilabel y) a list of one dict "
+                             f"per label, got {cw!r}")
+        for d in dicts:
+            for label, weight in (d.items() if isinstance(d, dict) else ()):
+                if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer,
+                                                                        np.floating))
+                        or not (np.isfinite(weight) and weight >= 0)):
+                    raise ValueError(f"class_weight's weights must be finite numbers >= 0, "
+                                     f"got {weight!r} for class {label!r}")
+        return super()._check_params()
+
+    def _sample_weight(self, X, y, sample_weight, incremental):
+        """sample_weight times the examples' class weights (class_weight)."""
+        sw = super()._sample_weight(X, y, sample_weight, incremental)
+        if self.class_weight is None:
+            return sw
+        if type_of_target(y) == "multilabel-indicator":
+            return self._multilabel_weight(y, sw)
+        if isinstance(self.class_weight, (list, tuple)):
+            raise ValueError("class_weight as a list of dicts is for multilabel y (one dict "
+                             "per label); for class labels pass one dict")
+        # partial_fit's "balanced": the frequencies of the classes in this call's y
+        classes = np.unique(y) if incremental else self.classes_
+        with np.errstate(divide="ignore"):  # "balanced", a class of weight 0: inf, see below
+            weights = compute_class_weight(self.class_weight, classes=classes, y=y,
+                                           sample_weight=sw)
+        cw = np.asarray(weights, dtype=np.float64)[np.searchsorted(classes, y)]
+        if sw is None:
+            return np.ascontiguousarray(cw)
+        with np.errstate(invalid="ignore"):  # "balanced": a class of weight 0 gets inf
+            return np.ascontiguousarray(np.where(sw > 0.0, sw * cw, 0.0))
+
+    def _multilabel_weight(self, Y, sw):
+        """A multilabel row's weight: the product over its labels of the
+        weight of the label's value (0 or 1), as scikit-learn's
+        ``compute_sample_weight`` composes the outputs of multi-output y;
+        "balanced" per label is n / (2 · count of the value), counts
+        weighted by sample_weight."""
+        cws = self.class_weight
+        if isinstance(cws, dict):
+            raise ValueError("class_weight for multilabel y is 'balanced' or a list of one "
+                             "dict {0: weight, 1: weight} per label, got one dict")
+        if isinstance(cws, (list, tuple)) and len(cws) != Y.shape[1]:
+            raise ValueError(f"class_weight must have one dict per label ({Y.shape[1]}), "
+                             f"got {len(cws)}")
+        w = np.ones(Y.shape[0]) if sw is None else sw.copy()
+        for j in range(Y.shape[1]):
+            col = Y[:, j]
+            values = np.unique(col) if cws == "balanced" else np.array([0, 1])
+            with np.errstate(divide="ignore"):
+                weights = compute_class_weight("balanced" if cws == "balanced" else cws[j],
+                                               classes=values, y=col, sample_weight=sw)
+            with np.errstate(invalid="ignore"):  # a value of weight 0: its rows weigh 0
+                w = np.where(w > 0.0, w * np.asarray(weights)[np.searchsorted(values, col)], 0.0)
+        return np.ascontiguousarray(w)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -624,12 +876,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @property
     def _extra_units(self):
-        return 1 if len(getattr(self, "classes_", ())) == 2 and not self._multilabel else 0
+        return 1 if len(getattr(self, "classes_", ())) <= 2 and not self._multilabel else 0
 
     def _validate_training_data(self, X, y, incremental, reset):
         classes = getattr(self, "_pending_classes", None)  # partial_fit's classes=
-        X, y = _validate_data(self, X, y, reset=reset, multi_output=True, dtype=np.float64,
-                              order="C")
+        X, y = _validate_data(self, X, y, reset=reset, multi_output=True,
+                              dtype=(np.float64, np.float32), order="C")
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         multilabel = y.ndim == 2 and type_of_target(y).startswith("multilabel")
@@ -647,15 +899,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError(f"y is {type_of_target(y)} but the fitted network was trained on "
                              f"{self._label_binarizer.y_type_} targets; fit again with "
                              "warm_start=False")
-        elif not multilabel:
-            seen = np.unique(y)
-            if self.warm_start and not incremental and set(seen) != set(self.classes_):
-                raise ValueError(
-                    "warm_start can only be used where `y` has the same classes as in the "
-                    f"previous call to fit. Previously got {self.classes_}, `y` has {seen}")
-            if len(np.setdiff1d(seen, self.classes_)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                                 f"{self.classes_}. 'y' has {seen}.")
         if multilabel:
             # one logistic unit per label, trained on the 0/1 indicator (the
             # validation split is not stratified, as in scikit-learn)
@@ -663,17 +906,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.out_activation_ = "logistic"
             T = self._label_binarizer.transform(y).astype(np.float64)
             return X, np.ascontiguousarray(T), y, None
+        seen = np.unique(y)
+        if self.warm_start and not incremental and set(seen) != set(self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {seen}")
+        if len(np.setdiff1d(seen, self.classes_)):  # partial_fit's classes= included
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {seen}.")
         k = len(self.classes_)
-        if k < 2:
-            raise ValueError(f"MLPClassifier needs at least 2 classes in y, got 1 class: {self.classes_}")
         codes = np.searchsorted(self.classes_, y).astype(np.int64)
-        self.n_outputs_ = 1 if k == 2 else k
-        self.out_activation_ = "logistic" if k == 2 else "softmax"
+        self.n_outputs_ = 1 if k <= 2 else k
+        self.out_activation_ = "logistic" if k <= 2 else "softmax"
         # as in scikit-learn, the validation split is stratified for two classes only
-        strat = self._label_binarizer.transform(y).astype(bool) if k == 2 else None
-        # two classes: logit 0 is class 1's (the unit sklearn has), logit 1 stays 0
-        T = (1 - codes) if k == 2 else codes
+        strat = self._label_binarizer.transform(y).astype(bool) if k <= 2 else None
+        # two classes: logit 0 is class 1's (the unit sklearn has), logit 1 stays 0;
+        # one class (scikit-learn's LabelBinarizer gives it target 0): logit 1's
+        T = (1 - codes) if k <= 2 else codes
         return X, np.ascontiguousarray(T, dtype=np.int64), y, strat
+
+    def _targets_of_binarized(self, Y):
+        """fastbp's class codes from scikit-learn's binarised Y (for the shims):
+        one column is the logistic unit's 0/1 target, else one-hot rows
+        (multilabel: the indicator itself)."""
+        if self._multilabel:
+            return np.ascontiguousarray(Y, dtype=np.float64)
+        Y = Y.reshape(Y.shape[0], -1)
+        codes = (1 - Y[:, 0]) if Y.shape[1] == 1 else np.argmax(Y, axis=1)
+        return np.ascontiguousarray(codes, dtype=np.int64)
 
     def _fit(self, X, y, incremental, sample_weight=None, classes=None):
         if classes is not None:
@@ -697,7 +957,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict_proba(self, X):
         """Class probabilities, (n_samples, n_classes), columns in ``classes_`` order
         (multilabel: each label's probability, σ of its logit)."""
-        Z = self._forward(self._check_X(X))
+        X = self._check_X(X)
+        return self._proba(self._forward(X)).astype(self._result_dtype(X), copy=False)
+
+    def _proba(self, Z):
+        """The probabilities from the output layer's pre-activations Z."""
         if self._multilabel:
             return expit(Z, out=Z)
         if Z.shape[1] == 1:
@@ -713,10 +977,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict(self, X):
         """Predicted class labels, (n_samples,) (multilabel: the (n_samples,
         n_labels) indicator of probabilities above 0.5)."""
-        proba = self.predict_proba(X)  # checks first that we are fitted
+        return self._labels(self.predict_proba(X))  # checks first that we are fitted
+
+    def _labels(self, proba):
         if self._multilabel:
             return self._label_binarizer.inverse_transform(proba)
+        if len(self.classes_) == 1:  # scikit-learn's single class: its one label
+            return np.repeat(self.classes_, proba.shape[0])
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def _score_checked(self, X, y, sample_weight=None):
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+    def _score_outputs(self, Z, y, sample_weight):
+        return accuracy_score(y, self._labels(self._proba(Z)), sample_weight=sample_weight)

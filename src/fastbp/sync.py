@@ -12,6 +12,7 @@ import contextlib
 
 import numpy as np
 
+from fastbp._checks import all_finite
 from fastbp._enums import Reduction, code
 from fastbp._losses import loss_scale
 
@@ -76,6 +77,15 @@ class LocalSync:
             history["loss"].append(float(total * (n / weight)) if weight else float(total))
         if val is not None:
             history["val_loss"].append(float(vtotal * loss_scale(self._reduction, int(vn))))
+
+    def all_finite(self, params):
+        """Whether every parameter is finite, on every process (here: this one's)."""
+        return all_finite(params)
+
+    def raising_everywhere(self, exc):
+        """exc, to be raised on every process at once (from reduced values):
+        the fit's guard lets it through instead of aborting."""
+        return exc
 
     def decide(self, stop):
         """The stop decision that counts (here: this process's own)."""

@@ -7,13 +7,24 @@ sync's hook on it (an Allreduce over MPI; none locally) and makes the
 optimiser's update of the flat ``params``.  A local and a distributed fit run
 this same loop; what differs is the sync object (``fastbp.sync``).  Python
 is left with the shuffle and the bookkeeping of each epoch.
+
+Divergence: before each epoch the parameters and the optimiser's state are
+copied into buffers made once per fit (a memcpy of the parameters, and of
+the moments for momentum and Adam).  The first epoch whose loss is not
+finite (or that leaves a parameter non-finite) ends the fit: the copies are
+put back and ``DivergenceError`` is raised, so NaN weights are never left
+behind.  Over MPI the loss is the reduced one, so every rank raises it in
+the same epoch.
 """
+
+import math
 
 import os
 import sys
 
 import numpy as np
 
+from fastbp._checks import all_finite
 from fastbp._enums import Reduction
 from fastbp._losses import loss_scale
 from fastbp.distributed import FitSync
@@ -21,10 +32,69 @@ from fastbp.inputs import as_inputs, as_sample_weight, as_targets
 from fastbp.optim import make_optimizer
 from fastbp.sync import LocalSync
 
-__all__ = ["fit", "dataset_loss"]
+__all__ = ["fit", "dataset_loss", "DivergenceError"]
 
 # Rows per chunk when a whole data set is only evaluated (validation loss).
 EVAL_CHUNK = 512
+
+
+class DivergenceError(FloatingPointError):
+    """fit diverged: an epoch's loss (or the parameters after it) was not finite.
+
+    The network's parameters, and the optimiser's state, are back at their
+    values from before that epoch.  Attributes: ``epoch`` (its index,
+    counting from 0 as the callback's), ``loss`` (its loss), ``lr`` (the
+    learning rate) and ``history`` (the epochs before it, as fit returns).
+    """
+
+    def __init__(self, epoch, loss, lr, history):
+        self.epoch, self.loss, self.lr, self.history = epoch, loss, lr, history
+        what = f"the loss is {loss}" if not math.isfinite(loss) else (
+            f"the loss is {loss} but the parameters became non-finite")
+        super().__init__(
+            f"fit diverged in epoch {epoch} (counting from 0): {what} with learning rate "
+            f"lr={lr}. The parameters and the optimiser's state are restored to their values "
+            f"before that epoch, and the history so far is in this error's .history; try a "
+            f"smaller learning rate (e.g. lr={lr / 10:g}).")
+
+
+class _Snapshot:
+    """The parameters and the optimiser's state before an epoch, in buffers
+    made once per fit.  The state arrays are found once (again while an
+    optimiser, e.g. a subclass stepping itself, has not made them yet)."""
+
+    _STATE = ("velocity", "m", "v")  # Momentum's, Adam's
+
+    def __init__(self, params, opt):
+        self.params, self.opt = params, opt
+        self.saved = np.empty_like(params)
+        self.pairs = []
+        self.pending = True
+        self.t = None
+
+    def _resolve(self):
+        arrays = [getattr(self.opt, name, None) for name in self._STATE]
+        self.pairs = [(a, np.empty_like(a)) for a in arrays if isinstance(a, np.ndarray)]
+        # an attribute still None: its array comes with the first step
+        self.pending = any(hasattr(self.opt, name) and a is None
+                           for name, a in zip(self._STATE, arrays))
+        self.has_t = hasattr(self.opt, "t")
+
+    def save(self):
+        if self.pending:
+            self._resolve()
+        np.copyto(self.saved, self.params)
+        for a, buf in self.pairs:
+            np.copyto(buf, a)
+        if self.has_t:
+            self.t = self.opt.t
+
+    def restore(self):
+        np.copyto(self.params, self.saved)
+        for a, buf in self.pairs:
+            np.copyto(a, buf)
+        if self.t is not None:
+            self.opt.t = self.t
 
 
 def dataset_loss(core, X, T, loss_code, reduction_code):
@@ -185,8 +255,10 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
         stopper = (_EarlyStopping(patience, min_delta, restore_best_weights, params)
                    if early_stopping else None)
         bar = _progress_bar(progress, epochs, len(starts))
+        snapshot = _Snapshot(params, opt)
         try:
             for epoch in range(epochs):
+                snapshot.save()
                 if shuffle:
                     rng.shuffle(order)
                 total = core.epoch(
@@ -196,6 +268,14 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
                 sync.record_epoch(history, total, n, None if validation_data is None else
                                   (dataset_loss(core, X_val, T_val, lc, Reduction.RED_SUM),
                                    X_val.shape[0]), train_weight=w_total)
+                # the reduced loss: every rank takes the same branch
+                if not (math.isfinite(history["loss"][-1]) and sync.all_finite(params)):
+                    loss_value = history["loss"][-1]
+                    for curve in history.values():
+                        del curve[-1]  # the history of the restored parameters
+                    snapshot.restore()
+                    raise sync.raising_everywhere(DivergenceError(
+                        epoch, loss_value, opt.lr if step_lr is None else step_lr, history))
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=history["loss"][-1])
