@@ -8,7 +8,8 @@
 #define FASTBP_ENUMS_H
 
 /* a layer's activation g (hidden or output) */
-enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3 };
+enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3,
+                     FB_ACT_LEAKY_RELU = 4, FB_ACT_ELU = 5, FB_ACT_SOFTPLUS = 6, FB_ACT_SILU = 7 };
 
 /* the loss on the output (cross entropy: softmax fused in) */
 enum fb_loss { FB_LOSS_SQUARED_ERROR = 0, FB_LOSS_CROSS_ENTROPY = 1 };
