@@ -318,10 +318,6 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     return da, db
 
 
-cdef str _SILU_Z = ("silu's derivative is a function of Z, not of Y: dense_forward(..., Z=buffer) "
-                    "keeps Z for dense_backward(..., Z=Z)")
-
-
 def dense_forward(X, W, b, activation="identity", out=None, *, Z=None):
     """Y = g(X Wᵀ + b): the dense layer's forward pass, bias and g fused.
 
@@ -380,8 +376,9 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     cdef cnp.ndarray z = None
     if act == ACT_SILU:
         if Z is None:
-            raise ValueError("dense_backward: activation 'silu' needs Z (the pre-activation "
-                             "X Wᵀ + b); " + _SILU_Z)
+            raise ValueError("dense_backward: activation 'silu' needs Z, the pre-activation "
+                             "X Wᵀ + b (its g' is no function of Y): keep it with "
+                             "dense_forward(..., Z=buffer)")
         z = check_array(Z, "Z", 2)
         if cnp.PyArray_DIM(z, 0) != cnp.PyArray_DIM(dy, 0) or cnp.PyArray_DIM(z, 1) != cnp.PyArray_DIM(dy, 1):
             raise ValueError(f"dense_backward: Z must have the shape of dY {dY.shape}, got {Z.shape}")

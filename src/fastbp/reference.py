@@ -53,6 +53,13 @@ _G_PRIME_OF_Y = {
 _G_PRIME_OF_Z = {"silu": _silu_prime}
 
 
+def _g_prime(activation, Y, Z=None):
+    """g' at a layer's output Y (silu: at its pre-activation Z)."""
+    if activation in _G_PRIME_OF_Z:
+        return _G_PRIME_OF_Z[activation](Z)
+    return _G_PRIME_OF_Y[activation](Y)
+
+
 def _name(value, valid, argname):
     if value not in valid:
         raise ValueError(f"{argname} must be one of {valid}, got {value!r}")
@@ -86,8 +93,7 @@ def dense_forward(X, W, b, activation="identity", out=None, *, Z=None):
     pre = X @ W.T + b
     if Z is not None:
         Z[...] = pre
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _store(out, g(pre))
+    return _store(out, g(pre))
 
 
 def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
@@ -96,15 +102,11 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
 
     g' from Y, or from Z for silu (which requires Z)."""
     _name(activation, ACTIVATIONS, "activation")
-    if activation in _G_PRIME_OF_Z:
-        if Z is None:
-            raise ValueError(f"dense_backward: activation {activation!r} needs Z")
-        g_prime_value = _G_PRIME_OF_Z[activation](Z)
-    elif Z is not None:
+    if activation in _G_PRIME_OF_Z and Z is None:
+        raise ValueError(f"dense_backward: activation {activation!r} needs Z")
+    if activation not in _G_PRIME_OF_Z and Z is not None:
         raise ValueError(f"dense_backward: Z is for activation 'silu' only, not {activation!r}")
-    else:
-        g_prime_value = _G_PRIME_OF_Y[activation](Y)
-    dZ = dY * g_prime_value
+    dZ = dY * _g_prime(activation, Y, Z)
     db = _store(db, dZ.sum(axis=0))
     dW = _store(dW, dZ.T @ X)
     dX = _store(dX, dZ @ W) if need_dX else None
