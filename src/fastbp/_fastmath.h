@@ -14,9 +14,9 @@
  * tanh are within 1 ulp of the correctly rounded value, sigmoid within 2 (the
  * rounding of 1/(1+e) itself, as in NumPy), and all three within 2 ulp of
  * NumPy for every double; exp has exact 0 / subnormal / +inf limits; NaN in
- * gives NaN out.  expm1 (for elu and softplus') is within a few ulp of libm's
- * (its own polynomial near 0, where exp(x) - 1 would cancel); softplus calls
- * libm's log1p.
+ * gives NaN out.  expm1 (for elu and softplus') and log1p (softplus) are
+ * within a few ulp of libm's, with their own polynomials where exp(x) - 1 and
+ * log(1 + x) would cancel: no libm call anywhere, everything vectorises.
  *
  * Reproducibility: fma is used only where the code says fb_madd(..., use_fma),
  * never by compiler contraction (switched off below).  So an element's result
@@ -225,11 +225,40 @@ FB_INLINE double fb_expm1_core(double x, int use_fma)
  * NaN and no finite z overflows:
  * - leaky relu: z < 0 ? 0.01 z : z
  * - elu (alpha = 1): z > 0 ? z : expm1(z)
- * - softplus: max(z, 0) + log1p(exp(-|z|)).  log1p is libm's (a scalar call,
- *   so this loop does not vectorise): log(1 + e) would lose e's digits for
- *   small e, and there is no fast accurate log1p here.
+ * - softplus: max(z, 0) + log1p(exp(-|z|)), with fb_log1p_unit below.
  * - silu: z sigmoid(z) */
 #define FB_FM_LEAKY_SLOPE 0.01
+
+/* log1p(e) for 0 <= e <= 1 (or NaN), branch-free, within a few ulp:
+ * u = 1 + e rounded; log1p(e) = log(u) + (e - (u - 1)) / u, the second term
+ * restoring what the rounding of u lost (u - 1 is exact), so tiny e keep
+ * every digit.  log(u) = k ln2 + log(m), u = 2^k m, m in [0.707, 1.415]
+ * (k is 0 or 1), log(m) = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.1716:
+ * 2s (1 + w P(w)), w = s^2, P the atanh series 1/3 + w/5 + ... + w^10/23
+ * (truncation < 1e-19 relative). */
+FB_INLINE double fb_log1p_unit(double e, int use_fma)
+{
+    double u = 1.0 + e;
+    double big = u > 0x1.6a09e667f3bcdp0 ? 1.0 : 0.0; /* u > sqrt(2): k = 1 */
+    double m = big != 0.0 ? 0.5 * u : u;               /* exact */
+    double s = (m - 1.0) / (m + 1.0);
+    double w = s * s;
+    double P = 1.0 / 23;
+    P = fb_madd(P, w, 1.0 / 21, use_fma);
+    P = fb_madd(P, w, 1.0 / 19, use_fma);
+    P = fb_madd(P, w, 1.0 / 17, use_fma);
+    P = fb_madd(P, w, 1.0 / 15, use_fma);
+    P = fb_madd(P, w, 1.0 / 13, use_fma);
+    P = fb_madd(P, w, 1.0 / 11, use_fma);
+    P = fb_madd(P, w, 1.0 / 9, use_fma);
+    P = fb_madd(P, w, 1.0 / 7, use_fma);
+    P = fb_madd(P, w, 1.0 / 5, use_fma);
+    P = fb_madd(P, w, 1.0 / 3, use_fma);
+    double r = s + s;
+    double log_m = fb_madd(r, w * P, r, use_fma);
+    double c = (e - (u - 1.0)) / u;
+    return fb_madd(big, FB_FM_LN2_HI, log_m + fb_madd(big, FB_FM_LN2_LO, c, use_fma), use_fma);
+}
 
 FB_INLINE double fb_leaky_relu_core(double z, int use_fma)
 {
@@ -245,7 +274,7 @@ FB_INLINE double fb_elu_core(double z, int use_fma)
 
 FB_INLINE double fb_softplus_core(double z, int use_fma)
 {
-    return fb_relu(z) + log1p(fb_exp_nonpositive(-fabs(z), use_fma));
+    return fb_relu(z) + fb_log1p_unit(fb_exp_nonpositive(-fabs(z), use_fma), use_fma);
 }
 
 FB_INLINE double fb_silu_core(double z, int use_fma) { return z * fb_sigmoid_core(z, use_fma); }
