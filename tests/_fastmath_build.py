@@ -39,11 +39,11 @@ WRAPPER = r"""
 void w_exp(const double *x, double *y, int64_t m) { fb_exp_array(x, y, m); }
 void w_sigmoid(const double *x, double *y, int64_t m) { fb_sigmoid_array(x, y, m); }
 void w_tanh(const double *x, double *y, int64_t m) { fb_tanh_array(x, y, m); }
-void w_forward(double *Y, const double *b, int64_t n, int64_t d, int act)
-{ fb_forward_epilogue(Y, b, n, d, act); }
-void w_backward(const double *dY, const double *Y, double *dZ, double *db, int64_t n,
-                int64_t d, int act)
-{ fb_backward_epilogue(dY, Y, dZ, db, n, d, act); }
+void w_forward(double *Y, double *Z, const double *b, int64_t n, int64_t d, int act)
+{ fb_forward_epilogue(Y, Z, b, n, d, act); }
+void w_backward(const double *dY, const double *Y, const double *Z, double *dZ, double *db,
+                int64_t n, int64_t d, int act)
+{ fb_backward_epilogue(dY, Y, Z, dZ, db, n, d, act); }
 double w_squared_error(const double *Y, const double *T, double *dY, int64_t m,
                        double grad_scale, double loss_scale)
 { return fb_squared_error(Y, T, dY, m, grad_scale, loss_scale); }
@@ -162,9 +162,9 @@ def load(path):
     for fn in ("w_exp", "w_sigmoid", "w_tanh"):
         getattr(lib, fn).argtypes = [D, D, I64]
         getattr(lib, fn).restype = None
-    lib.w_forward.argtypes = [D, D, I64, I64, ctypes.c_int]
+    lib.w_forward.argtypes = [D, D, D, I64, I64, ctypes.c_int]
     lib.w_forward.restype = None
-    lib.w_backward.argtypes = [D, D, D, D, I64, I64, ctypes.c_int]
+    lib.w_backward.argtypes = [D, D, D, D, D, I64, I64, ctypes.c_int]
     lib.w_backward.restype = None
     lib.w_squared_error.argtypes = [D, D, D, I64, ctypes.c_double, ctypes.c_double]
     lib.w_squared_error.restype = ctypes.c_double

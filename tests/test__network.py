@@ -78,7 +78,8 @@ def assert_close(got, want, rtol=RTOL):
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * max(1.0, np.abs(want).max(initial=0)))
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid"])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "leaky_relu", "elu", "softplus",
+                                        "silu"])
 @pytest.mark.parametrize("loss, reduction, probabilities", [
     ("squared_error", "sum", False), ("squared_error", "half", False),
     ("squared_error", "mean", False), ("cross_entropy", "mean", False),

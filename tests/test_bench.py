@@ -19,7 +19,7 @@ from fastbp.bench.progress import Progress
 
 # Tiny everything: 2 kernel shapes × 5 kernels + 1 network.
 TINY = ["--quick", "--shapes", "4,3x5x2", "--nets", "3-4-2@5"]
-N_TINY_WORKLOADS = 2 * (1 + len(fastbp.ACTIVATIONS)) + 1
+N_TINY_WORKLOADS = 2 * (1 + len(workloads.DEFAULT_ACTIVATIONS)) + 1
 
 
 def run_main(argv, capsys):
@@ -309,7 +309,7 @@ def test_compare_rule():
 
 def test_flop_counts():
     k = workloads.kernel_workloads([(2, 3, 4)])
-    assert [w.flops for w in k] == [3 * 2 * 2 * 3 * 4] * (1 + len(fastbp.ACTIVATIONS))
+    assert [w.flops for w in k] == [3 * 2 * 2 * 3 * 4] * (1 + len(workloads.DEFAULT_ACTIVATIONS))
     # [3, 4, 2] at batch 5: forward 2·5·(3·4 + 4·2), δW the same, δX of layer 2 only.
     (net,) = workloads.network_workloads([((3, 4, 2), 5)])
     assert net.flops == 2 * 5 * (12 + 8) * 2 + 2 * 5 * 8
@@ -317,7 +317,7 @@ def test_flop_counts():
 
 def test_default_suite_is_the_issues():
     names = [w.name for w in workloads.default_workloads()]
-    assert len(names) == 4 * (1 + len(fastbp.ACTIVATIONS)) + 3
+    assert len(names) == 4 * (1 + len(workloads.DEFAULT_ACTIVATIONS)) + 3
     for s in ("8x8x8", "32x64x64", "256x256x256", "1024x1024x1024"):
         assert f"matmul_abt {s}" in names and f"dense sigmoid {s}" in names
     assert names[-3:] == ["mlp 64-64-64-1 b32", "mlp 784-256-256-10 b128",

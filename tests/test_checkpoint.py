@@ -133,7 +133,7 @@ def _fields(net):
     (dict(params=np.ones(23, dtype=np.float32)), "params must be"),
     (dict(sizes=np.array([3, 0, 2])), "sizes"),
     (dict(activations=np.array(["tanh", "tanh"])), "hidden activation"),
-    (dict(activations=np.array(["softplus"])), "activation must be one of"),
+    (dict(activations=np.array(["swish"])), "activation must be one of"),
     (dict(output_activation=np.array("softmin")), "output_activation"),
 ])
 def test_inconsistent_contents(tmp_path, change, match):

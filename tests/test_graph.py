@@ -17,7 +17,7 @@ from fastbp import reference as ref
 from fastbp.finite_diff import gradcheck
 from fastbp.graph import Var
 
-from conftest import assert_sums_close
+from conftest import assert_sums_close, z_buffer
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "graph.md"
 
@@ -268,9 +268,10 @@ def test_dense_block_is_one_block_and_agrees_with_the_reference(activation, rng)
     assert Y._parents == (Xv, Wv, bv)  # one block, not five
     loss = graph.squared_error(Y, T)
     loss.backward()
-    Yr = ref.dense_forward(X, W, b, activation)
+    Z = z_buffer(activation, 6, 4)
+    Yr = ref.dense_forward(X, W, b, activation, Z=Z)
     lr, dY = ref.squared_error(Yr, T)
-    dX, dW, db = ref.dense_backward(dY, X, W, Yr, activation)
+    dX, dW, db = ref.dense_backward(dY, X, W, Yr, activation, Z=Z)
     assert loss.value == pytest.approx(lr, rel=1e-12)
     for got, want in [(Y.value, Yr), (Xv.grad, dX), (Wv.grad, dW), (bv.grad, db)]:
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
@@ -314,11 +315,12 @@ def test_kernel_blocks_accept_non_contiguous_values(rng):
 
 def two_layer_loss_by_reference(X, T, W1, b1, W2, b2, activation, reduction):
     """A two-layer net composed from fastbp.reference: the oracle."""
-    H = ref.dense_forward(X, W1, b1, activation)
+    Z = z_buffer(activation, X.shape[0], W1.shape[0])
+    H = ref.dense_forward(X, W1, b1, activation, Z=Z)
     Y = ref.dense_forward(H, W2, b2, "identity")
     loss, dY = ref.squared_error(Y, T, reduction)
     dH, dW2, db2 = ref.dense_backward(dY, H, W2, Y, "identity")
-    _, dW1, db1 = ref.dense_backward(dH, X, W1, H, activation, need_dX=False)
+    _, dW1, db1 = ref.dense_backward(dH, X, W1, H, activation, need_dX=False, Z=Z)
     return loss, [dW1, dW2], [db1, db2]
 
 
@@ -655,3 +657,15 @@ def test_random_expression_trees_against_finite_differences(expr, a, b, c):
     assume(abs(value) < 1e4)
     report = gradcheck(f, [a, np.array(b), np.array(c)])
     assert report.passed, f"{expr}\n{report}"
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "softplus", "silu"])
+def test_dense_block_new_activations_against_finite_differences(activation, rng):
+    """The dense block's backward (silu: from the Z it kept) against finite
+    differences, for X, W and b at once."""
+    X, W = rng.standard_normal((5, 3)), rng.standard_normal((4, 3))
+    b = rng.standard_normal(4) + 0.3
+    G = rng.standard_normal((5, 4))
+    report = gradcheck(lambda x, w, c: graph.sum(graph.dense(x, w, c, activation=activation) * G),
+                       [X, W, b])
+    assert report.passed, report

@@ -25,7 +25,7 @@ from fastbp import network
 from fastbp import reference as ref
 from fastbp.network import ACTIVATIONS, MLP
 
-from conftest import RSS_BOUND, growth, params_bytes, random_regression, softmax
+from conftest import RSS_BOUND, growth, params_bytes, random_regression, softmax, z_buffer
 
 RTOL = 1e-10
 
@@ -82,14 +82,15 @@ def ref_network(net, X, T, loss="squared_error", reduction="sum", weights=None):
     acts = list(net.activations)
     if loss in FUSED:
         acts[-1] = "identity"  # the output activation lives in the loss
-    A = [X]
+    A, Zs = [X], []
     for W, b, a in zip(net.weights, net.biases, acts):
-        A.append(ref.dense_forward(A[-1], W, b, a))
+        Zs.append(z_buffer(a, A[-1].shape[0], W.shape[0]))
+        A.append(ref.dense_forward(A[-1], W, b, a, Z=Zs[-1]))
     J, dY = ref_loss(A[-1], T, loss, reduction, weights)
     dWs, dbs = [None] * len(acts), [None] * len(acts)
     for l in reversed(range(len(acts))):
         dX, dWs[l], dbs[l] = ref.dense_backward(dY, A[l], net.weights[l], A[l + 1], acts[l],
-                                                need_dX=l > 0)
+                                                need_dX=l > 0, Z=Zs[l])
         dY = dX
     return J, dWs, dbs
 
@@ -323,7 +324,7 @@ def numeric_gradient(net, X, T, loss, reduction, h=1e-6):
     return g
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "identity", "relu"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("loss", ["squared_error", "cross_entropy", "binary_cross_entropy", "poisson"])
 def test_gradients_match_finite_differences(activation, loss):
     rng = np.random.default_rng(11)
@@ -336,6 +337,21 @@ def test_gradients_match_finite_differences(activation, loss):
     analytic = np.concatenate([g.ravel() for g in gw] + gb)
     numeric = numeric_gradient(net, X, T, loss, "mean")
     # relu's kink: no input here sits within h of zero pre-activation (seeded)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "elu", "softplus", "silu"])
+def test_output_activation_gradients_match_finite_differences(activation):
+    """The new activations on the output layer (squared error): g' at the
+    output, silu's from the Z its layer keeps."""
+    rng = np.random.default_rng(12)
+    net = MLP([3, 5, 2], activation="tanh", output_activation=activation, seed=4)
+    for b in net.biases:
+        b[...] = rng.normal(size=b.shape)
+    X, T = rng.normal(size=(7, 3)), rng.normal(size=(7, 2))
+    J, gw, gb = net.gradients(X, T, "squared_error", "mean")
+    analytic = np.concatenate([g.ravel() for g in gw] + gb)
+    numeric = numeric_gradient(net, X, T, "squared_error", "mean")
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
 
 
@@ -511,7 +527,7 @@ def test_weights_and_gradients_are_views_of_flat_buffers():
     (dict(sizes=[3]), ValueError, "at least 2"),
     (dict(sizes=[3, 0, 2]), ValueError, ">= 1"),
     (dict(sizes=[3, 2.5]), TypeError, "sequence of ints"),
-    (dict(sizes=[3, 4, 2], activation="softplus"), ValueError, "activation must be one of"),
+    (dict(sizes=[3, 4, 2], activation="swish"), ValueError, "activation must be one of"),
     (dict(sizes=[3, 4, 2], activation=["tanh", "relu"]), ValueError, "one per hidden layer"),
     (dict(sizes=[3, 4, 2], output_activation="softmin"), ValueError, "output_activation"),
 ])
@@ -917,13 +933,15 @@ SIZES = [3, 4, 2]
 def reference_gradients(net, X, T, reduction):
     """Squared-error gradients of the network, layer by layer from the twins."""
     acts = net.activations
-    A = [X]
+    A, Zs = [X], []
     for W, b, g in zip(net.weights, net.biases, acts):
-        A.append(ref.dense_forward(A[-1], np.asarray(W), np.asarray(b), g))
+        Zs.append(z_buffer(g, A[-1].shape[0], np.asarray(W).shape[0]))
+        A.append(ref.dense_forward(A[-1], np.asarray(W), np.asarray(b), g, Z=Zs[-1]))
     J, dY = ref.squared_error(A[-1], T, reduction)
     gW, gb = [], []
     for l in reversed(range(len(net.weights))):
-        dY, dW, db = ref.dense_backward(dY, A[l], np.asarray(net.weights[l]), A[l + 1], acts[l])
+        dY, dW, db = ref.dense_backward(dY, A[l], np.asarray(net.weights[l]), A[l + 1], acts[l],
+                                        Z=Zs[l])
         gW.insert(0, dW)
         gb.insert(0, db)
     return J, gW, gb

@@ -772,3 +772,39 @@ def test_class_weight_in_get_params_and_clone():
     assert est.get_params()["class_weight"] == "balanced"
     assert clone(est).class_weight == "balanced"
     assert "class_weight" not in MLPRegressor().get_params()
+
+
+# -- activations beyond scikit-learn's four ------------------------------------
+
+NEW_ACTIVATIONS = ("leaky_relu", "elu", "softplus", "silu")
+
+
+@parametrize_with_checks([MLPClassifier(activation="silu", max_iter=50),
+                          MLPRegressor(activation="elu", max_iter=50)],
+                         expected_failed_checks=expected_failed_checks)
+def test_sklearn_estimator_contract_new_activations(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("activation", NEW_ACTIVATIONS)
+def test_new_activations_fit_and_start_from_glorot(digits, activation):
+    """Each fits both estimators (to a good score on digits), from
+    Glorot-uniform draws with scikit-learn's factor 6 for non-logistic units."""
+    X, y = digits
+    X = X / 16.0
+    rs = np.random.RandomState(0)
+    bound = np.sqrt(6.0 / (64 + 30))
+    w0 = rs.uniform(-bound, bound, (64, 30))
+    clf0 = MLPClassifier(hidden_layer_sizes=(30,), activation=activation, max_iter=1,
+                         solver="sgd", learning_rate_init=1e-300, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf0.coefs_[0], w0, rtol=0, atol=1e-12)
+    clf = MLPClassifier(hidden_layer_sizes=(30,), activation=activation, max_iter=60,
+                        random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.85
+    P = clf.predict_proba(X)
+    assert P.shape == (len(y), 10) and np.allclose(P.sum(axis=1), 1.0)
+    target = X @ np.linspace(-1, 1, 64)
+    reg = MLPRegressor(hidden_layer_sizes=(20,), activation=activation, max_iter=200,
+                       random_state=0).fit(X, target)
+    assert reg.score(X, target) > 0.9
+    assert reg.predict(X[:3]).shape == (3,)

@@ -8,7 +8,8 @@
 #define FASTBP_ENUMS_H
 
 /* a layer's activation g (hidden or output) */
-enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3 };
+enum fb_activation { FB_ACT_IDENTITY = 0, FB_ACT_SIGMOID = 1, FB_ACT_TANH = 2, FB_ACT_RELU = 3,
+                     FB_ACT_LEAKY_RELU = 4, FB_ACT_ELU = 5, FB_ACT_SOFTPLUS = 6, FB_ACT_SILU = 7 };
 
 /* the loss on the output; all but squared error take the output layer's
    logits Z and fuse its output activation in: cross entropy the softmax,

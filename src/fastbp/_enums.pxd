@@ -8,6 +8,10 @@ cdef extern from "_enums.h":
         ACT_SIGMOID "FB_ACT_SIGMOID"
         ACT_TANH "FB_ACT_TANH"
         ACT_RELU "FB_ACT_RELU"
+        ACT_LEAKY_RELU "FB_ACT_LEAKY_RELU"
+        ACT_ELU "FB_ACT_ELU"
+        ACT_SOFTPLUS "FB_ACT_SOFTPLUS"
+        ACT_SILU "FB_ACT_SILU"
 
     cpdef enum Loss "fb_loss":
         LOSS_SQUARED_ERROR "FB_LOSS_SQUARED_ERROR"

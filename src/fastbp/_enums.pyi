@@ -7,6 +7,10 @@ class Activation(IntEnum):
     ACT_SIGMOID = 1
     ACT_TANH = 2
     ACT_RELU = 3
+    ACT_LEAKY_RELU = 4
+    ACT_ELU = 5
+    ACT_SOFTPLUS = 6
+    ACT_SILU = 7
 
 class Loss(IntEnum):
     LOSS_SQUARED_ERROR = 0

@@ -6,7 +6,8 @@ Cython makes each enum a Python IntEnum here (``Activation.ACT_RELU``).
 The names users write are the members' names without the prefix, in code
 order, so ``ACTIVATIONS[code]`` is a code's name:
 
-    ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+    ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
+                   "softplus", "silu")
     LOSSES      = ("squared_error", "cross_entropy", "binary_cross_entropy", "poisson")
     OUTPUTS     = ("none", "softmax", "exp")
     REDUCTIONS  = ("sum", "half", "mean")

@@ -14,7 +14,9 @@
  * tanh are within 1 ulp of the correctly rounded value, sigmoid within 2 (the
  * rounding of 1/(1+e) itself, as in NumPy), and all three within 2 ulp of
  * NumPy for every double; exp has exact 0 / subnormal / +inf limits; NaN in
- * gives NaN out.
+ * gives NaN out.  expm1 (for elu and softplus') and log1p (softplus) are
+ * within a few ulp of libm's, with their own polynomials where exp(x) - 1 and
+ * log(1 + x) would cancel: no libm call anywhere, everything vectorises.
  *
  * Reproducibility: fma is used only where the code says fb_madd(..., use_fma),
  * never by compiler contraction (switched off below).  So an element's result
@@ -84,11 +86,9 @@ FB_INLINE double fb_exp_k(double x, double *t, int use_fma)
     return *t - FB_FM_SHIFTER;
 }
 
-/* exp(r), r = x - k ln2, for |r| <= ln2/2 (+ rounding). */
-FB_INLINE double fb_exp_reduced(double x, double k, int use_fma)
+/* Q(r) = (exp(r) - 1 - r) / r^2 for |r| <= 0.3467. */
+FB_INLINE double fb_exp_q(double r, int use_fma)
 {
-    double r = fb_madd(-k, FB_FM_LN2_HI, x, use_fma);
-    r = fb_madd(-k, FB_FM_LN2_LO, r, use_fma);
     double q = 0x1.af38c67fbb53ep-26;
     q = fb_madd(q, r, 0x1.28919ccaf9211p-22, use_fma);
     q = fb_madd(q, r, 0x1.71de0da24602dp-19, use_fma);
@@ -98,7 +98,15 @@ FB_INLINE double fb_exp_reduced(double x, double k, int use_fma)
     q = fb_madd(q, r, 0x1.11111111109afp-7, use_fma);
     q = fb_madd(q, r, 0x1.5555555553d56p-5, use_fma);
     q = fb_madd(q, r, 0x1.5555555555556p-3, use_fma);
-    q = fb_madd(q, r, 0x1.0000000000001p-1, use_fma); /* Q(r), ~1/2 */
+    return fb_madd(q, r, 0x1.0000000000001p-1, use_fma); /* Q(r), ~1/2 */
+}
+
+/* exp(r), r = x - k ln2, for |r| <= ln2/2 (+ rounding). */
+FB_INLINE double fb_exp_reduced(double x, double k, int use_fma)
+{
+    double r = fb_madd(-k, FB_FM_LN2_HI, x, use_fma);
+    r = fb_madd(-k, FB_FM_LN2_LO, r, use_fma);
+    double q = fb_exp_q(r, use_fma);
     q = fb_madd(q, r, 1.0, use_fma);
     return fb_madd(q, r, 1.0, use_fma);
 }
@@ -198,6 +206,79 @@ FB_INLINE double fb_tanh_core(double x, int use_fma)
 /* relu written so that NaN propagates, as numpy.maximum(z, 0) does. */
 FB_INLINE double fb_relu(double z) { return z < 0.0 ? 0.0 : z; }
 
+/* ==== expm1 =================================================================
+ * exp(x) - 1 cancels near 0, so |x| <= 0.34 takes x + x^2 Q(x) with exp's own
+ * polynomial Q (no reduction: k = 0), within about 1 ulp; beyond, |exp(x) - 1|
+ * >= 0.28 and exp's 1 ulp costs at most 3 ulp of the difference.  Branch-free
+ * (both computed, one selected), so it vectorises; NaN gives NaN, expm1(-inf)
+ * = -1, expm1(inf) = inf. */
+FB_INLINE double fb_expm1_core(double x, int use_fma)
+{
+    double xs = x < -0.34 ? -0.34 : (x > 0.34 ? 0.34 : x); /* NaN passes */
+    double small = fb_madd(xs * xs, fb_exp_q(xs, use_fma), xs, use_fma);
+    double large = fb_exp_core(x, use_fma) - 1.0;
+    return fabs(x) > 0.34 ? large : small;
+}
+
+/* ==== leaky relu, elu, softplus, silu ======================================
+ * Written as the NumPy reference writes them (fastbp.reference), so NaN gives
+ * NaN and no finite z overflows:
+ * - leaky relu: z < 0 ? 0.01 z : z
+ * - elu (alpha = 1): z > 0 ? z : expm1(z)
+ * - softplus: max(z, 0) + log1p(exp(-|z|)), with fb_log1p_unit below.
+ * - silu: z sigmoid(z) */
+#define FB_FM_LEAKY_SLOPE 0.01
+
+/* log1p(e) for 0 <= e <= 1 (or NaN), branch-free, within a few ulp:
+ * u = 1 + e rounded; log1p(e) = log(u) + (e - (u - 1)) / u, the second term
+ * restoring what the rounding of u lost (u - 1 is exact), so tiny e keep
+ * every digit.  log(u) = k ln2 + log(m), u = 2^k m, m in [0.707, 1.415]
+ * (k is 0 or 1), log(m) = 2 atanh(s), s = (m - 1)/(m + 1), |s| <= 0.1716:
+ * 2s (1 + w P(w)), w = s^2, P the atanh series 1/3 + w/5 + ... + w^10/23
+ * (truncation < 1e-19 relative). */
+FB_INLINE double fb_log1p_unit(double e, int use_fma)
+{
+    double u = 1.0 + e;
+    double big = u > 0x1.6a09e667f3bcdp0 ? 1.0 : 0.0; /* u > sqrt(2): k = 1 */
+    double m = big != 0.0 ? 0.5 * u : u;               /* exact */
+    double s = (m - 1.0) / (m + 1.0);
+    double w = s * s;
+    double P = 1.0 / 23;
+    P = fb_madd(P, w, 1.0 / 21, use_fma);
+    P = fb_madd(P, w, 1.0 / 19, use_fma);
+    P = fb_madd(P, w, 1.0 / 17, use_fma);
+    P = fb_madd(P, w, 1.0 / 15, use_fma);
+    P = fb_madd(P, w, 1.0 / 13, use_fma);
+    P = fb_madd(P, w, 1.0 / 11, use_fma);
+    P = fb_madd(P, w, 1.0 / 9, use_fma);
+    P = fb_madd(P, w, 1.0 / 7, use_fma);
+    P = fb_madd(P, w, 1.0 / 5, use_fma);
+    P = fb_madd(P, w, 1.0 / 3, use_fma);
+    double r = s + s;
+    double log_m = fb_madd(r, w * P, r, use_fma);
+    double c = (e - (u - 1.0)) / u;
+    return fb_madd(big, FB_FM_LN2_HI, log_m + fb_madd(big, FB_FM_LN2_LO, c, use_fma), use_fma);
+}
+
+FB_INLINE double fb_leaky_relu_core(double z, int use_fma)
+{
+    (void)use_fma;
+    return z < 0.0 ? FB_FM_LEAKY_SLOPE * z : z;
+}
+
+FB_INLINE double fb_elu_core(double z, int use_fma)
+{
+    double e = fb_expm1_core(z, use_fma);
+    return z > 0.0 ? z : e;
+}
+
+FB_INLINE double fb_softplus_core(double z, int use_fma)
+{
+    return fb_relu(z) + fb_log1p_unit(fb_exp_nonpositive(-fabs(z), use_fma), use_fma);
+}
+
+FB_INLINE double fb_silu_core(double z, int use_fma) { return z * fb_sigmoid_core(z, use_fma); }
+
 /* ==== elementwise array loops ===============================================
  * Separate in-place and out-of-place loops: the out-of-place one can promise
  * no aliasing (restrict), the in-place one needs no runtime alias check. */
@@ -220,6 +301,26 @@ FB_INLINE double fb_relu(double z) { return z < 0.0 ? 0.0 : z; }
 FB_FM_ARRAY_LOOPS(fb_exp, fb_exp_core)
 FB_FM_ARRAY_LOOPS(fb_sigmoid, fb_sigmoid_core)
 FB_FM_ARRAY_LOOPS(fb_tanh, fb_tanh_core)
+FB_FM_ARRAY_LOOPS(fb_expm1, fb_expm1_core)
+FB_FM_ARRAY_LOOPS(fb_leaky_relu, fb_leaky_relu_core)
+FB_FM_ARRAY_LOOPS(fb_elu, fb_elu_core)
+FB_FM_ARRAY_LOOPS(fb_softplus, fb_softplus_core)
+FB_FM_ARRAY_LOOPS(fb_silu, fb_silu_core)
+
+/* y = g(y) in place over m elements (relu and identity too). */
+FB_INLINE void fb_activation_inplace(double *y, int64_t m, int act, int use_fma)
+{
+    switch (act) {
+    case FB_ACT_SIGMOID: fb_sigmoid_inplace(y, m, use_fma); break;
+    case FB_ACT_TANH: fb_tanh_inplace(y, m, use_fma); break;
+    case FB_ACT_RELU: for (int64_t i = 0; i < m; i++) y[i] = fb_relu(y[i]); break;
+    case FB_ACT_LEAKY_RELU: fb_leaky_relu_inplace(y, m, use_fma); break;
+    case FB_ACT_ELU: fb_elu_inplace(y, m, use_fma); break;
+    case FB_ACT_SOFTPLUS: fb_softplus_inplace(y, m, use_fma); break;
+    case FB_ACT_SILU: fb_silu_inplace(y, m, use_fma); break;
+    default: break;
+    }
+}
 
 /* ==== forward epilogue ======================================================
  * Rows of at least FB_FM_WIDE_ROW elements: one fused loop over j per row,
@@ -240,16 +341,29 @@ FB_INLINE void fb_forward_row(double *FB_RESTRICT y, const double *FB_RESTRICT b
     case FB_ACT_SIGMOID: for (j = 0; j < d; j++) y[j] = fb_sigmoid_core(y[j] + b[j], use_fma); break;
     case FB_ACT_TANH:    for (j = 0; j < d; j++) y[j] = fb_tanh_core(y[j] + b[j], use_fma); break;
     case FB_ACT_RELU:    for (j = 0; j < d; j++) y[j] = fb_relu(y[j] + b[j]); break;
+    case FB_ACT_LEAKY_RELU:
+        for (j = 0; j < d; j++) y[j] = fb_leaky_relu_core(y[j] + b[j], use_fma);
+        break;
+    case FB_ACT_ELU:      for (j = 0; j < d; j++) y[j] = fb_elu_core(y[j] + b[j], use_fma); break;
+    case FB_ACT_SOFTPLUS: for (j = 0; j < d; j++) y[j] = fb_softplus_core(y[j] + b[j], use_fma); break;
+    case FB_ACT_SILU:     for (j = 0; j < d; j++) y[j] = fb_silu_core(y[j] + b[j], use_fma); break;
     default:         for (j = 0; j < d; j++) y[j] = y[j] + b[j]; break;
     }
 }
 
-FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, int64_t d,
-                                           int act, int use_fma)
+FB_INLINE void fb_forward_epilogue_impl(double *Y, double *Z, const double *b, int64_t n,
+                                           int64_t d, int act, int use_fma)
 {
     if (n <= 0 || d <= 0) return;
-    if (d >= FB_FM_WIDE_ROW || act == FB_ACT_IDENTITY || act == FB_ACT_RELU) {
-        /* identity and relu are cheap enough per element to stay row-wise */
+    if (Z != NULL) { /* keep z = Z + b for the backward pass (silu), then g in place */
+        for (int64_t i = 0; i < n; i++) fb_forward_row(Y + i * d, b, d, FB_ACT_IDENTITY, use_fma);
+        memcpy(Z, Y, (size_t)(n * d) * sizeof *Y);
+        fb_activation_inplace(Y, n * d, act, use_fma);
+        return;
+    }
+    if (d >= FB_FM_WIDE_ROW || act == FB_ACT_IDENTITY || act == FB_ACT_RELU
+        || act == FB_ACT_LEAKY_RELU) {
+        /* identity and (leaky) relu are cheap enough per element to stay row-wise */
         for (int64_t i = 0; i < n; i++) fb_forward_row(Y + i * d, b, d, act, use_fma);
         return;
     }
@@ -258,8 +372,7 @@ FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, i
         int64_t nr = n - i0 < rows ? n - i0 : rows;
         double *blk = Y + i0 * d;
         for (int64_t i = 0; i < nr; i++) fb_forward_row(blk + i * d, b, d, FB_ACT_IDENTITY, use_fma);
-        if (act == FB_ACT_SIGMOID) fb_sigmoid_inplace(blk, nr * d, use_fma);
-        else fb_tanh_inplace(blk, nr * d, use_fma);
+        fb_activation_inplace(blk, nr * d, act, use_fma);
     }
 }
 
@@ -268,8 +381,12 @@ FB_INLINE void fb_forward_epilogue_impl(double *Y, const double *b, int64_t n, i
  * loop that vectorises across j.  relu' = (y > 0): NaN gives factor 0, and
  * the factor is multiplied (never selected), so NaN/Inf in dY still give NaN
  * exactly as dY * (Y > 0) does in NumPy.  db must not alias the other
- * arrays; dz may equal dy (in place). */
-FB_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
+ * arrays; dz may equal dy (in place).
+ * From y: leaky relu' = y > 0 ? 1 : 0.01; elu' = y > 0 ? 1 : y + 1;
+ * softplus' = sigmoid(z) = 1 - exp(-y) = -expm1(-y) (accurate for small y).
+ * silu needs z (its g' has no form in y): s = sigmoid(z), g' = s (1 + z (1 - s)).
+ * exp inside (softplus, silu) without fma: the same bits on every CPU. */
+FB_INLINE void fb_backward_row(const double *dy, const double *y, const double *z, double *dz,
                                   double *FB_RESTRICT db, int64_t d, int act)
 {
     int64_t j;
@@ -284,6 +401,23 @@ FB_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
     case FB_ACT_RELU:
         for (j = 0; j < d; j++) { g = dy[j] * (y[j] > 0.0 ? 1.0 : 0.0); dz[j] = g; db[j] += g; }
         break;
+    case FB_ACT_LEAKY_RELU:
+        for (j = 0; j < d; j++) {
+            g = dy[j] * (y[j] > 0.0 ? 1.0 : FB_FM_LEAKY_SLOPE); dz[j] = g; db[j] += g;
+        }
+        break;
+    case FB_ACT_ELU:
+        for (j = 0; j < d; j++) { g = dy[j] * (y[j] > 0.0 ? 1.0 : y[j] + 1.0); dz[j] = g; db[j] += g; }
+        break;
+    case FB_ACT_SOFTPLUS:
+        for (j = 0; j < d; j++) { g = dy[j] * -fb_expm1_core(-y[j], 0); dz[j] = g; db[j] += g; }
+        break;
+    case FB_ACT_SILU:
+        for (j = 0; j < d; j++) {
+            double s = fb_sigmoid_core(z[j], 0);
+            g = dy[j] * (s * (1.0 + z[j] * (1.0 - s))); dz[j] = g; db[j] += g;
+        }
+        break;
     default:
         for (j = 0; j < d; j++) { g = dy[j]; dz[j] = g; db[j] += g; }
         break;
@@ -294,8 +428,9 @@ FB_INLINE void fb_backward_row(const double *dy, const double *y, double *dz,
  * the j loop is short, but nothing here is costly enough to restructure for,
  * and the order of db must stay as it is.  No fma (the use_fma argument is
  * unused): the derivatives are the same bits on every CPU. */
-FB_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, double *dZ,
-                                            double *db, int64_t n, int64_t d, int act, int use_fma)
+FB_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, const double *Z,
+                                            double *dZ, double *db, int64_t n, int64_t d, int act,
+                                            int use_fma)
 {
     (void)use_fma;
     if (d <= 0) return;
@@ -309,7 +444,7 @@ FB_INLINE void fb_backward_epilogue_impl(const double *dY, const double *Y, doub
         return;
     }
     for (int64_t i = 0; i < n; i++)
-        fb_backward_row(dY + i * d, Y + i * d, dZ + i * d, db, d, act);
+        fb_backward_row(dY + i * d, Y + i * d, Z ? Z + i * d : NULL, dZ + i * d, db, d, act);
 }
 
 /* ==== squared error =========================================================
@@ -371,18 +506,22 @@ FB_MULTIVERSION(fb_sigmoid_array, (const double *x, double *y, int64_t m), (x, y
 /* y[i] = tanh(x[i]); x may equal y. */
 FB_MULTIVERSION(fb_tanh_array, (const double *x, double *y, int64_t m), (x, y, m))
 
-/* Y[i*d+j] = g(Y[i*d+j] + b[j]) on a row-major n x d block, in place. */
+/* Y[i*d+j] = g(Y[i*d+j] + b[j]) on a row-major n x d block, in place.
+ * Z != NULL (silu's backward needs it): Z = Y + b, the pre-activation, too
+ * (the same bits of Y either way). */
 FB_MULTIVERSION(fb_forward_epilogue,
-                   (double *Y, const double *b, int64_t n, int64_t d, int act),
-                   (Y, b, n, d, act))
+                   (double *Y, double *Z, const double *b, int64_t n, int64_t d, int act),
+                   (Y, Z, b, n, d, act))
 
-/* dZ[i*d+j] = dY[i*d+j] * g'(Y[i*d+j]);  db[j] = sum over i of dZ[i*d+j]
- * in row order (deterministic; db is overwritten).  dZ == NULL (identity
- * only): db = column sums of dY.  dZ may equal dY. */
+/* dZ[i*d+j] = dY[i*d+j] * g'(Y[i*d+j]) (silu: g'(Z[i*d+j]), Z the
+ * pre-activation; Z is read for silu only and may be NULL otherwise);
+ * db[j] = sum over i of dZ[i*d+j] in row order (deterministic; db is
+ * overwritten).  dZ == NULL (identity only): db = column sums of dY.  dZ may
+ * equal dY. */
 FB_MULTIVERSION(fb_backward_epilogue,
-                   (const double *dY, const double *Y, double *dZ, double *db, int64_t n,
-                    int64_t d, int act),
-                   (dY, Y, dZ, db, n, d, act))
+                   (const double *dY, const double *Y, const double *Z, double *dZ, double *db,
+                    int64_t n, int64_t d, int act),
+                   (dY, Y, Z, dZ, db, n, d, act))
 
 /* dY[i] = grad_scale * (Y[i] - T[i]);  returns loss_scale * sum (T[i]-Y[i])^2
  * in the fixed order above.  dY may be NULL (loss only) and may equal Y or T. */
@@ -421,5 +560,6 @@ FB_FP_END
 #undef FB_FM_ARRAY_LOOPS
 #undef FB_FM_WIDE_ROW
 #undef FB_FM_BLOCK
+#undef FB_FM_LEAKY_SLOPE
 
 #endif /* FASTBP_FASTMATH_H */

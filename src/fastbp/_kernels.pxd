@@ -21,19 +21,32 @@ cdef struct DenseGrads:
     double *db
     double *dZ_work
 
+# What a dense layer's forward pass keeps for its backward pass: Y = g(Z),
+# and Z = X Wᵀ + b itself only where g' is no function of Y (silu); Z is
+# NULL otherwise (and may be NULL in a forward pass that is not followed by
+# a backward one).
+cdef struct LayerOut:
+    double *Y
+    double *Z
+
 # ``threads``: how many threads the BLAS may use for a call; 0 asks the BLAS,
 # 1 says the caller runs it on one of its own threads (then products OpenBLAS
 # would thread are made in pieces it runs on the calling thread, and the
 # fastest form of C = A Bᵀ is chosen for one thread).
 
-# Y = g(X Wᵀ + b), act an Activation code (fastbp._enums)
-cdef void dense_forward_kernel(const double *X, const double *W, const double *b, double *Y,
+# out.Y = g(X Wᵀ + b) (and out.Z = X Wᵀ + b when out.Z is not NULL), act an
+# Activation code (fastbp._enums)
+cdef void dense_forward_kernel(const double *X, const double *W, const double *b, LayerOut out,
                                Shape s, int act, int threads) noexcept nogil
 
-# δZ = δY ⊙ g'(Y); δb = Σ_rows δZ; δW = δZᵀ X; δX = δZ W.
-# Returns 0, or -1 when no scratch memory could be had.
+# The bias and activation epilogue alone, on Z = X Wᵀ already in out.Y (for a
+# caller that made the product itself): out.Y = g(out.Y + b), out.Z as above.
+cdef void dense_epilogue_kernel(const double *b, LayerOut out, Shape s, int act) noexcept nogil
+
+# δZ = δY ⊙ g'(Y) (silu: g'(Z), from out.Z); δb = Σ_rows δZ; δW = δZᵀ X;
+# δX = δZ W.  Returns 0, or -1 when no scratch memory could be had.
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
-                               const double *Y, DenseGrads g, Shape s, int act,
+                               LayerOut out, DenseGrads g, Shape s, int act,
                                int threads) noexcept nogil
 
 # loss = loss_scale Σ (T − Y)², dY = grad_scale (Y − T) over m elements (dY may be NULL)

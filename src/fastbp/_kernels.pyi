@@ -6,7 +6,8 @@ import numpy as np
 import numpy.typing as npt
 
 _F64 = npt.NDArray[np.float64]
-_Activation = Literal["identity", "sigmoid", "tanh", "relu"]
+_Activation = Literal["identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus",
+                      "silu"]
 _Reduction = Literal["sum", "half", "mean"]
 
 def matmul_abt(A: _F64, B: _F64, out: _F64 | None = None) -> _F64: ...
@@ -23,6 +24,8 @@ def dense_forward(
     b: _F64,
     activation: _Activation | str = "identity",
     out: _F64 | None = None,
+    *,
+    Z: _F64 | None = None,
 ) -> _F64: ...
 def dense_backward(
     dY: _F64,
@@ -34,6 +37,8 @@ def dense_backward(
     dW: _F64 | None = None,
     db: _F64 | None = None,
     need_dX: bool = True,
+    *,
+    Z: _F64 | None = None,
 ) -> tuple[_F64 | None, _F64, _F64]: ...
 def squared_error(
     Y: _F64,

@@ -13,7 +13,7 @@ Two layers live here:
 Algebra (seed 002, sections 4.2 and 5.1), one example per row:
     C = A Bᵀ,            δA = δC B (26),     δB = δCᵀ A (25)
     Z = X Wᵀ + b,        Y = g(Z)
-    δZ = δY ⊙ g'(Y) (21), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24)
+    δZ = δY ⊙ g'(Y) (21; silu: g'(Z), so a silu layer keeps Z), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24)
 """
 
 cimport numpy as cnp
@@ -22,15 +22,15 @@ from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, dgemv
 
 from fastbp._checks cimport check_array, check_output, check_same_dim
-from fastbp._enums cimport ACT_IDENTITY, activation_code, reduction_code
+from fastbp._enums cimport ACT_IDENTITY, ACT_SILU, activation_code, reduction_code
 from fastbp._losses cimport loss_scale
 
 cnp.import_array()
 
 cdef extern from "_fastmath.h" nogil:
-    void fb_forward_epilogue(double *Y, const double *b, int64_t n, int64_t d, int act)
-    void fb_backward_epilogue(const double *dY, const double *Y, double *dZ, double *db,
-                              int64_t n, int64_t d, int act)
+    void fb_forward_epilogue(double *Y, double *Z, const double *b, int64_t n, int64_t d, int act)
+    void fb_backward_epilogue(const double *dY, const double *Y, const double *Z, double *dZ,
+                              double *db, int64_t n, int64_t d, int act)
     double fb_squared_error(const double *Y, const double *T, double *dY, int64_t m,
                             double grad_scale, double loss_scale)
 
@@ -231,15 +231,19 @@ cdef void matmul_abt_backward_kernel(const double *dC, const double *A, const do
             gemm_rm(d, k, n, Operand(dC, d, 1), Operand(A, k, 0), dB, k, threads)
 
 
-cdef void dense_forward_kernel(const double *X, const double *W, const double *b, double *Y,
+cdef void dense_forward_kernel(const double *X, const double *W, const double *b, LayerOut out,
                                Shape s, int act, int threads) noexcept nogil:
     # Z = X Wᵀ lands in Y; one fused pass then adds b and applies g in place.
-    matmul_abt_kernel(X, W, Y, s, threads)
-    fb_forward_epilogue(Y, b, s.n, s.d, act)
+    matmul_abt_kernel(X, W, out.Y, s, threads)
+    fb_forward_epilogue(out.Y, out.Z, b, s.n, s.d, act)
+
+
+cdef void dense_epilogue_kernel(const double *b, LayerOut out, Shape s, int act) noexcept nogil:
+    fb_forward_epilogue(out.Y, out.Z, b, s.n, s.d, act)
 
 
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,
-                               const double *Y, DenseGrads g, Shape s, int act,
+                               LayerOut out, DenseGrads g, Shape s, int act,
                                int threads) noexcept nogil:
     cdef const double *dZ = dY  # identity: δZ = δY, no temporary
     cdef double *dZ_work = g.dZ_work
@@ -250,7 +254,8 @@ cdef int dense_backward_kernel(const double *dY, const double *X, const double *
                 return -1
         dZ = dZ_work
     # one pass: δZ = δY ⊙ g'(Y) and δb = Σ_rows δZ
-    fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, g.db, s.n, s.d, act)
+    fb_backward_epilogue(dY, out.Y, out.Z, dZ_work if act != ACT_IDENTITY else NULL, g.db,
+                         s.n, s.d, act)
     # δW = δZᵀ X and δX = δZ W are the two gradients of the matmul C = X Wᵀ
     matmul_abt_backward_kernel(dZ, X, W, g.dX, g.dW, s, threads)
     return 0
@@ -313,12 +318,15 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     return da, db
 
 
-def dense_forward(X, W, b, activation="identity", out=None):
+def dense_forward(X, W, b, activation="identity", out=None, *, Z=None):
     """Y = g(X Wᵀ + b): the dense layer's forward pass, bias and g fused.
 
     X (N, K), W (D, K) (one row per output neuron), b (D,) -> Y (N, D).
     ``activation`` is one of fastbp.ACTIVATIONS.  Only Y is kept: the
-    backward pass takes g' from Y.
+    backward pass takes g' from Y -- except for "silu", whose g' needs the
+    pre-activation: give ``Z``, an (N, D) float64 buffer, to have
+    Z = X Wᵀ + b written into it for ``dense_backward``.  ``Z`` is for
+    "silu" only (a ValueError otherwise).
     """
     cdef int act = activation_code(activation)
     cdef cnp.ndarray x = check_array(X, "X", 2), w = check_array(W, "W", 2), bb = check_array(b, "b", 1)
@@ -326,25 +334,36 @@ def dense_forward(X, W, b, activation="identity", out=None):
     check_same_dim("dense_forward", "b", bb, 0, "W", w, 0)
     cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
     cdef cnp.ndarray y = check_output(out, "out", n, d, 2, (x, w, bb), ("X", "W", "b"))
+    cdef cnp.ndarray z = None
+    if Z is not None:
+        if act != ACT_SILU:
+            raise ValueError(f"dense_forward: Z is kept for activation 'silu' only "
+                             f"(g' of {activation!r} comes from Y); pass Z=None")
+        z = check_output(Z, "Z", n, d, 2, (x, w, bb, y), ("X", "W", "b", "out"))
     cdef const double *px = <double *>cnp.PyArray_DATA(x)
     cdef const double *pw = <double *>cnp.PyArray_DATA(w)
     cdef const double *pb = <double *>cnp.PyArray_DATA(bb)
-    cdef double *py = <double *>cnp.PyArray_DATA(y)
+    cdef LayerOut o
+    o.Y = <double *>cnp.PyArray_DATA(y)
+    o.Z = <double *>cnp.PyArray_DATA(z) if z is not None else NULL
     if _release(n, k, d):
         with nogil:
-            dense_forward_kernel(px, pw, pb, py, Shape(n, k, d), act, 0)
+            dense_forward_kernel(px, pw, pb, o, Shape(n, k, d), act, 0)
     else:
-        dense_forward_kernel(px, pw, pb, py, Shape(n, k, d), act, 0)
+        dense_forward_kernel(px, pw, pb, o, Shape(n, k, d), act, 0)
     return y
 
 
 def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None,
-                   need_dX=True):
+                   need_dX=True, *, Z=None):
     """Backward pass of Y = g(X Wᵀ + b), eqs 21-24 of seed 002.
 
     δZ = δY ⊙ g'(Y), δb = Σ_rows δZ, δW = δZᵀ X, δX = δZ W.  Returns
     (dX, dW, db); dX is None when ``need_dX`` is false (the first layer of a
     network needs no δX).  Given output buffers are written in place.
+    "silu" takes g' from the pre-activation ``Z`` (as kept by
+    ``dense_forward(..., Z=...)``), which it requires; the other activations
+    refuse it.
     """
     cdef int act = activation_code(activation)
     cdef cnp.ndarray dy = check_array(dY, "dY", 2), x = check_array(X, "X", 2)
@@ -354,9 +373,21 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     check_same_dim("dense_backward", "dY", dy, 1, "W", w, 0)
     if cnp.PyArray_DIM(y, 0) != cnp.PyArray_DIM(dy, 0) or cnp.PyArray_DIM(y, 1) != cnp.PyArray_DIM(dy, 1):
         raise ValueError(f"dense_backward: Y must have the shape of dY {dY.shape}, got {Y.shape}")
+    cdef cnp.ndarray z = None
+    if act == ACT_SILU:
+        if Z is None:
+            raise ValueError("dense_backward: activation 'silu' needs Z, the pre-activation "
+                             "X Wᵀ + b (its g' is no function of Y): keep it with "
+                             "dense_forward(..., Z=buffer)")
+        z = check_array(Z, "Z", 2)
+        if cnp.PyArray_DIM(z, 0) != cnp.PyArray_DIM(dy, 0) or cnp.PyArray_DIM(z, 1) != cnp.PyArray_DIM(dy, 1):
+            raise ValueError(f"dense_backward: Z must have the shape of dY {dY.shape}, got {Z.shape}")
+    elif Z is not None:
+        raise ValueError(f"dense_backward: Z is for activation 'silu' only (g' of "
+                         f"{activation!r} comes from Y); pass Z=None")
     cdef int n = x.shape[0], k = x.shape[1], d = w.shape[0]
-    ins = (dy, x, w, y)
-    names = ("dY", "X", "W", "Y")
+    ins = (dy, x, w, y, z)
+    names = ("dY", "X", "W", "Y", "Z")
     cdef cnp.ndarray dx = None
     if need_dX:
         dx = check_output(dX, "dX", n, k, 2, ins, names)
@@ -367,7 +398,9 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     cdef const double *pdy = <double *>cnp.PyArray_DATA(dy)
     cdef const double *px = <double *>cnp.PyArray_DATA(x)
     cdef const double *pw = <double *>cnp.PyArray_DATA(w)
-    cdef const double *py = <double *>cnp.PyArray_DATA(y)
+    cdef LayerOut o
+    o.Y = <double *>cnp.PyArray_DATA(y)
+    o.Z = <double *>cnp.PyArray_DATA(z) if z is not None else NULL
     cdef DenseGrads grads
     grads.dX = <double *>cnp.PyArray_DATA(dx) if dx is not None else NULL
     grads.dW = <double *>cnp.PyArray_DATA(dw)
@@ -376,9 +409,9 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None, db=None
     cdef int status
     if _release(n, k, d):
         with nogil:
-            status = dense_backward_kernel(pdy, px, pw, py, grads, Shape(n, k, d), act, 0)
+            status = dense_backward_kernel(pdy, px, pw, o, grads, Shape(n, k, d), act, 0)
     else:
-        status = dense_backward_kernel(pdy, px, pw, py, grads, Shape(n, k, d), act, 0)
+        status = dense_backward_kernel(pdy, px, pw, o, grads, Shape(n, k, d), act, 0)
     if status != 0:
         raise MemoryError(f"dense_backward: no memory for the ({n}, {d}) temporary δZ")
     return dx, dw, dbb

@@ -32,10 +32,10 @@ from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, ddot
 
 from fastbp._checks cimport check_rows, check_labels, check_row_indices, check_vector
-from fastbp._enums cimport LOSS_SQUARED_ERROR, LOSS_CROSS_ENTROPY, RED_SUM, RED_HALF, RED_MEAN, UPD_NONE, UPD_ADAM
-from fastbp._enums cimport (ACT_IDENTITY, LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON, OUT_NONE,
-                            OUT_SOFTMAX, OUT_EXP)
-from fastbp._kernels cimport (Shape, DenseGrads, dense_forward_kernel, dense_backward_kernel,
+from fastbp._enums cimport (ACT_IDENTITY, ACT_SILU, LOSS_SQUARED_ERROR, LOSS_CROSS_ENTROPY,
+                            LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON, RED_SUM, RED_HALF, RED_MEAN,
+                            UPD_NONE, UPD_ADAM, OUT_NONE, OUT_SOFTMAX, OUT_EXP)
+from fastbp._kernels cimport (Shape, DenseGrads, LayerOut, dense_forward_kernel, dense_backward_kernel,
                               squared_error_kernel, worth_releasing_gil)
 from fastbp._losses cimport (Batch, loss_scale, squared_error_rows, cross_entropy_rows,
                              binary_cross_entropy_rows, poisson_rows, softmax_rows,
@@ -95,6 +95,7 @@ cdef struct Layers:
 
 cdef struct Work:
     double **A          # A[1..L]: the activations
+    double **Z          # Z[1..L]: pre-activations, kept for silu layers only (else NULL)
     double *D0          # two ping-pong δ buffers
     double *D1
     double *grads       # where δW, δb go
@@ -118,7 +119,8 @@ cdef void _forward(const Layers *net, Work *w, const double *X, Py_ssize_t n) no
     cdef const double *a = X
     for l in range(net.L):
         dense_forward_kernel(a, net.params + net.w_off[l], net.params + net.b_off[l],
-                             w.A[l + 1], _layer_shape(net, l, n), net.act[l], w.threads)
+                             LayerOut(w.A[l + 1], w.Z[l + 1]), _layer_shape(net, l, n),
+                             net.act[l], w.threads)
         a = w.A[l + 1]
 
 
@@ -167,14 +169,16 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
         if p.mode == PASS_GRAD:
             g.dW = w.grads + net.w_off[l]
             g.db = w.grads + net.b_off[l]
-            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1], g,
+            dense_backward_kernel(cur, a_in, net.params + net.w_off[l],
+                                  LayerOut(w.A[l + 1], w.Z[l + 1]), g,
                                   _layer_shape(net, l, n), net.act[l], w.threads)
         else:
             # Per-example weight gradient δz_i a_iᵀ has norm ‖δz_i‖‖a_i‖,
             # the bias gradient adds ‖δz_i‖²: no δW is formed.
             g.dW = NULL
             g.db = w.db_scratch
-            dense_backward_kernel(cur, a_in, net.params + net.w_off[l], w.A[l + 1], g,
+            dense_backward_kernel(cur, a_in, net.params + net.w_off[l],
+                                  LayerOut(w.A[l + 1], w.Z[l + 1]), g,
                                   _layer_shape(net, l, n), net.act[l], w.threads)
             for i in range(n):
                 dz2 = _row_sq(cur + i * d, d)
@@ -344,6 +348,8 @@ cdef class NetworkCore:
         self.net.b_off = NULL
         self.work[0].A = NULL
         self.work[1].A = NULL
+        self.work[0].Z = NULL
+        self.work[1].Z = NULL
         self.work[0].threads = 0
 
     def __init__(self, sizes, activations, params, grads, *, int output=OUT_NONE):
@@ -369,8 +375,11 @@ cdef class NetworkCore:
         self.net.b_off = <Py_ssize_t *>malloc(L * sizeof(Py_ssize_t))
         self.work[0].A = <double **>malloc((L + 1) * sizeof(double *))
         self.work[1].A = <double **>malloc((L + 1) * sizeof(double *))
+        self.work[0].Z = <double **>malloc((L + 1) * sizeof(double *))
+        self.work[1].Z = <double **>malloc((L + 1) * sizeof(double *))
         if not (self.net.size and self.net.act and self.net.logit_act and self.net.w_off
-                and self.net.b_off and self.work[0].A and self.work[1].A):
+                and self.net.b_off and self.work[0].A and self.work[1].A and self.work[0].Z
+                and self.work[1].Z):
             raise MemoryError("NetworkCore: no memory for the layer tables")
         self.max_d = 1
         self.madds_per_row = 0
@@ -413,13 +422,15 @@ cdef class NetworkCore:
         free(self.net.b_off)
         free(self.work[0].A)
         free(self.work[1].A)
+        free(self.work[0].Z)
+        free(self.work[1].Z)
 
     cdef object _make_work(self, Work *w, Py_ssize_t n, bint own_grads):
         """Point w's buffers into one new zeroed array for n rows (returned:
         the owner of the memory)."""
         cdef Py_ssize_t total = 2 * n * self.max_d + self.max_d, l
         for l in range(1, self.n_layers + 1):
-            total += n * self.net.size[l]
+            total += n * self.net.size[l] * (2 if self.net.act[l - 1] == ACT_SILU else 1)
         if own_grads:
             total += self.n_params
         work = cnp.PyArray_ZEROS(1, [total], cnp.NPY_DOUBLE, 0)
@@ -427,6 +438,10 @@ cdef class NetworkCore:
         for l in range(1, self.n_layers + 1):
             w.A[l] = p
             p += n * self.net.size[l]
+            w.Z[l] = NULL
+            if self.net.act[l - 1] == ACT_SILU:  # silu's g' needs Z (the others' come from Y)
+                w.Z[l] = p
+                p += n * self.net.size[l]
         w.D0 = p
         p += n * self.max_d
         w.D1 = p

@@ -480,13 +480,15 @@ def dense(X, W, b, activation="identity", needs_grad=None):
     """Y = g(X Wᵀ + b), one fused block over the compiled kernels (seed 002 eqs 10-11, 21-24).
 
     X (N, K), W (D, K), b (D,).  The backward pass calls
-    ``fastbp.dense_backward``, skipping δX when X needs no gradient.
+    ``fastbp.dense_backward``, skipping δX when X needs no gradient; for
+    "silu" the block keeps the pre-activation Z that its g' needs.
     """
     X, W, b = _contiguous(X), _contiguous(W), _contiguous(b)
-    Y = dense_forward(X, W, b, activation)
+    Z = np.empty((X.shape[0], W.shape[0])) if activation == "silu" else None
+    Y = dense_forward(X, W, b, activation, Z=Z)
     def backward(g):
         return dense_backward(np.ascontiguousarray(g), X, W, Y, activation,
-                              need_dX=needs_grad[0])
+                              need_dX=needs_grad[0], Z=Z)
     return Y, backward
 
 

@@ -21,19 +21,43 @@ def _sigmoid(Z):
     return np.where(Z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-# g(z), and g'(z) written as a function of the output y = g(z).
+LEAKY_SLOPE = 0.01  # leaky relu's slope for z < 0
+
+
+def _silu_prime(Z):
+    s = _sigmoid(Z)
+    return s * (1.0 + Z * (1.0 - s))  # (z σ(z))' = σ + z σ (1 − σ)
+
+
+# g(z), and g'(z) written as a function of the output y = g(z) -- except for
+# silu, whose g' has no form in y: it takes Z (_G_PRIME_OF_Z).
 _G = {
     "identity": lambda Z: Z,
     "sigmoid": _sigmoid,
     "tanh": np.tanh,
     "relu": lambda Z: np.maximum(Z, 0.0),
+    "leaky_relu": lambda Z: np.where(Z < 0, LEAKY_SLOPE * Z, Z),
+    "elu": lambda Z: np.where(Z > 0, Z, np.expm1(np.minimum(Z, 0.0))),  # α = 1
+    "softplus": lambda Z: np.maximum(Z, 0.0) + np.log1p(np.exp(-np.abs(Z))),  # log(1 + eᶻ), stably
+    "silu": lambda Z: Z * _sigmoid(Z),
 }
 _G_PRIME_OF_Y = {
     "identity": lambda Y: np.ones_like(Y),
     "sigmoid": lambda Y: Y * (1.0 - Y),  # σ' = σ(1 − σ)
     "tanh": lambda Y: 1.0 - Y * Y,  # tanh' = 1 − tanh²
     "relu": lambda Y: (Y > 0).astype(np.float64),  # relu' = [y > 0]
+    "leaky_relu": lambda Y: np.where(Y > 0, 1.0, LEAKY_SLOPE),
+    "elu": lambda Y: np.where(Y > 0, 1.0, Y + 1.0),  # z ≤ 0: (eᶻ − 1)' = eᶻ = y + 1
+    "softplus": lambda Y: -np.expm1(-Y),  # σ(z) = 1 − e^(−y)
 }
+_G_PRIME_OF_Z = {"silu": _silu_prime}
+
+
+def _g_prime(activation, Y, Z=None):
+    """g' at a layer's output Y (silu: at its pre-activation Z)."""
+    if activation in _G_PRIME_OF_Z:
+        return _G_PRIME_OF_Z[activation](Z)
+    return _G_PRIME_OF_Y[activation](Y)
 
 
 def _name(value, valid, argname):
@@ -60,18 +84,29 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     return _store(dA, dC @ B), _store(dB, dC.T @ A)
 
 
-def dense_forward(X, W, b, activation="identity", out=None):
-    """Z = X Wᵀ + b, Y = g(Z) (eqs 10, 11, one example per row)."""
+def dense_forward(X, W, b, activation="identity", out=None, *, Z=None):
+    """Z = X Wᵀ + b, Y = g(Z) (eqs 10, 11, one example per row); Z (silu
+    only) is written when given."""
     g = _G[_name(activation, ACTIVATIONS, "activation")]
-    Z = X @ W.T + b
-    return _store(out, g(Z))
+    if Z is not None and activation not in _G_PRIME_OF_Z:
+        raise ValueError(f"dense_forward: Z is kept for activation 'silu' only, not {activation!r}")
+    pre = X @ W.T + b
+    if Z is not None:
+        Z[...] = pre
+    return _store(out, g(pre))
 
 
 def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
-                   db=None, need_dX=True):
-    """δZ = δY ⊙ g'(Z) (21), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24)."""
-    g_prime = _G_PRIME_OF_Y[_name(activation, ACTIVATIONS, "activation")]
-    dZ = dY * g_prime(Y)
+                   db=None, need_dX=True, *, Z=None):
+    """δZ = δY ⊙ g'(Z) (21), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24).
+
+    g' from Y, or from Z for silu (which requires Z)."""
+    _name(activation, ACTIVATIONS, "activation")
+    if activation in _G_PRIME_OF_Z and Z is None:
+        raise ValueError(f"dense_backward: activation {activation!r} needs Z")
+    if activation not in _G_PRIME_OF_Z and Z is not None:
+        raise ValueError(f"dense_backward: Z is for activation 'silu' only, not {activation!r}")
+    dZ = dY * _g_prime(activation, Y, Z)
     db = _store(db, dZ.sum(axis=0))
     dW = _store(dW, dZ.T @ X)
     dX = _store(dX, dZ @ W) if need_dX else None

@@ -90,7 +90,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # scikit-learn's activation names -> fastbp's
-_ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               # beyond scikit-learn's four (fastbp's names)
+               "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus", "silu": "silu"}
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _STOCHASTIC = ("sgd", "adam")
 _SCHEDULES = ("constant", "invscaling", "adaptive")  # learning_rate, for solver="sgd"

@@ -10,6 +10,8 @@ import pytest
 
 import fastbp
 
+from conftest import z_buffer
+
 N, K, D = 40, 30, 20
 
 
@@ -68,10 +70,13 @@ def test_inputs_are_never_modified(layer):
     X, W, b, dY = layer
     copies = [a.copy() for a in layer]
     for act in fastbp.ACTIVATIONS:
-        Y = fastbp.dense_forward(X, W, b, act)
-        Yc = Y.copy()
-        fastbp.dense_backward(dY, X, W, Y, act)
+        Z = z_buffer(act, *dY.shape)
+        Y = fastbp.dense_forward(X, W, b, act, Z=Z)
+        Yc, Zc = Y.copy(), None if Z is None else Z.copy()
+        fastbp.dense_backward(dY, X, W, Y, act, Z=Z)
         np.testing.assert_array_equal(Y, Yc)
+        if Z is not None:
+            np.testing.assert_array_equal(Z, Zc)
     fastbp.matmul_abt(X, W)
     fastbp.matmul_abt_backward(dY, X, W)
     fastbp.squared_error(dY, dY * 0.5)
@@ -171,7 +176,8 @@ def test_outputs_that_alias_inputs_or_each_other_are_refused(rng):
 @pytest.mark.parametrize("bad", ["softmax", "Sigmoid", None, 3, ["relu"]])
 def test_unknown_activation_lists_the_valid_ones(layer, bad):
     X, W, b, dY = layer
-    with pytest.raises(ValueError, match=r"activation must be one of \('identity', 'sigmoid', 'tanh', 'relu'\)"):
+    with pytest.raises(ValueError, match=r"activation must be one of \('identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', "
+                       r"'elu', 'softplus', 'silu'\)"):
         fastbp.dense_forward(X, W, b, bad)
     with pytest.raises(ValueError, match=r"activation must be one of"):
         fastbp.dense_backward(dY, X, W, dY, bad)
@@ -226,3 +232,31 @@ def test_threads_get_exactly_the_single_thread_results(rng, shape):
             for got in results:
                 for g, e in zip(got, expected):
                     np.testing.assert_array_equal(g, e)
+
+
+def test_z_is_required_for_silu_and_refused_otherwise(layer):
+    """silu's g' needs the pre-activation: dense_backward requires Z for it
+    and refuses Z for the others; dense_forward keeps Z for silu only."""
+    X, W, b, dY = layer
+    n, d = dY.shape
+    Z = np.empty((n, d))
+    Y = fastbp.dense_forward(X, W, b, "silu", Z=Z)
+    np.testing.assert_allclose(Z, X @ W.T + b, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(Y, fastbp.dense_forward(X, W, b, "silu"))  # Z=None: Y alone
+    with pytest.raises(ValueError, match=r"activation 'silu' needs Z"):
+        fastbp.dense_backward(dY, X, W, Y, "silu")
+    for act in ("identity", "relu", "elu", "softplus"):
+        with pytest.raises(ValueError, match=r"Z is kept for activation 'silu' only"):
+            fastbp.dense_forward(X, W, b, act, Z=np.empty((n, d)))
+        with pytest.raises(ValueError, match=r"Z is for activation 'silu' only"):
+            fastbp.dense_backward(dY, X, W, Y, act, Z=Z)
+    with pytest.raises(ValueError, match=r"Z must have shape \(%d, %d\)" % (n, d)):
+        fastbp.dense_forward(X, W, b, "silu", Z=np.empty((n, d + 1)))
+    with pytest.raises(ValueError, match=r"Z must have the shape of dY"):
+        fastbp.dense_backward(dY, X, W, Y, "silu", Z=np.empty((n + 1, d)))
+    with pytest.raises(ValueError, match=r"Z shares memory with out"):
+        fastbp.dense_forward(X, W, b, "silu", out=Z, Z=Z)
+    with pytest.raises(TypeError, match=r"Z must have dtype float64"):
+        fastbp.dense_backward(dY, X, W, Y, "silu", Z=Z.astype(np.float32))
+    with pytest.raises(ValueError, match=r"db shares memory with Z"):
+        fastbp.dense_backward(dY, X, W, Y, "silu", Z=Z, db=Z[0])

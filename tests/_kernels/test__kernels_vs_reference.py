@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import fastbp
 from fastbp import reference as ref
 
-from conftest import assert_sums_close
+from conftest import G_PRIME_MAX, assert_sums_close, z_buffer
 
 # (N, K, D): 1×1×1, N = 1, K = 1, D = 1, empty dimensions, primes, tall,
 # wide, 257, and sizes on both sides of the small-GEMM threshold.
@@ -32,7 +32,8 @@ def make(rng, *shape):
 
 def test_names_and_signatures_match_reference():
     import inspect
-    assert fastbp.ACTIVATIONS == ("identity", "sigmoid", "tanh", "relu")
+    assert fastbp.ACTIVATIONS == ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
+                                  "softplus", "silu")
     for name in ("matmul_abt", "matmul_abt_backward", "dense_forward", "dense_backward",
                  "squared_error"):
         compiled, twin = getattr(fastbp, name), getattr(ref, name)
@@ -107,17 +108,20 @@ def check_abt_forms(rng):
 @pytest.mark.parametrize("n,k,d", SHAPES)
 def test_dense(rng, n, k, d, activation):
     X, W, b, dY = make(rng, n, k), make(rng, d, k), make(rng, d), make(rng, n, d)
-    Y = fastbp.dense_forward(X, W, b, activation)
-    rY = ref.dense_forward(X, W, b, activation)
-    # g is Lipschitz (≤ 1) so the pre-activation's bound carries over
-    assert_sums_close(Y, rY, abs(X) @ abs(W).T + abs(b))
-    dX, dW, db = fastbp.dense_backward(dY, X, W, rY, activation)
-    rdX, rdW, rdb = ref.dense_backward(dY, X, W, rY, activation)
-    dZ_bound = abs(dY)  # |g'(y)| ≤ 1 for all four activations
+    Z, rZ = z_buffer(activation, n, d), z_buffer(activation, n, d)
+    Y = fastbp.dense_forward(X, W, b, activation, Z=Z)
+    rY = ref.dense_forward(X, W, b, activation, Z=rZ)
+    # g is Lipschitz (≤ 1.1) so the pre-activation's bound carries over
+    assert_sums_close(Y, rY, G_PRIME_MAX * (abs(X) @ abs(W).T + abs(b)))
+    if Z is not None:
+        assert_sums_close(Z, rZ, abs(X) @ abs(W).T + abs(b))
+    dX, dW, db = fastbp.dense_backward(dY, X, W, rY, activation, Z=rZ)
+    rdX, rdW, rdb = ref.dense_backward(dY, X, W, rY, activation, Z=rZ)
+    dZ_bound = G_PRIME_MAX * abs(dY)  # |g'| ≤ 1.1 for every activation
     assert_sums_close(db, rdb, dZ_bound.sum(axis=0))
     assert_sums_close(dW, rdW, dZ_bound.T @ abs(X))
     assert_sums_close(dX, rdX, dZ_bound @ abs(W))
-    assert fastbp.dense_backward(dY, X, W, rY, activation, need_dX=False)[0] is None
+    assert fastbp.dense_backward(dY, X, W, rY, activation, need_dX=False, Z=rZ)[0] is None
 
 
 @pytest.mark.parametrize("reduction", fastbp.REDUCTIONS)
@@ -151,13 +155,16 @@ def test_dense_hypothesis(n, k, d, activation, seed, scale):
     rng = np.random.default_rng(seed)
     X, W, b, dY = (scale * make(rng, n, k), make(rng, d, k), scale * make(rng, d),
                    make(rng, n, d))
-    Y = fastbp.dense_forward(X, W, b, activation)
-    assert_sums_close(Y, ref.dense_forward(X, W, b, activation), abs(X) @ abs(W).T + abs(b))
-    got = fastbp.dense_backward(dY, X, W, Y, activation)
-    want = ref.dense_backward(dY, X, W, Y, activation)
-    assert_sums_close(got[0], want[0], abs(dY) @ abs(W))
-    assert_sums_close(got[1], want[1], abs(dY).T @ abs(X))
-    assert_sums_close(got[2], want[2], abs(dY).sum(axis=0))
+    Z = z_buffer(activation, n, d)
+    Y = fastbp.dense_forward(X, W, b, activation, Z=Z)
+    assert_sums_close(Y, ref.dense_forward(X, W, b, activation),
+                      G_PRIME_MAX * (abs(X) @ abs(W).T + abs(b)))
+    got = fastbp.dense_backward(dY, X, W, Y, activation, Z=Z)
+    want = ref.dense_backward(dY, X, W, Y, activation, Z=Z)
+    dZ_bound = G_PRIME_MAX * abs(dY)
+    assert_sums_close(got[0], want[0], dZ_bound @ abs(W))
+    assert_sums_close(got[1], want[1], dZ_bound.T @ abs(X))
+    assert_sums_close(got[2], want[2], dZ_bound.sum(axis=0))
 
 
 @given(z=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=64),
@@ -179,14 +186,15 @@ def test_activation_extreme_values(z, activation):
 def test_nan_and_inf_propagate_as_in_reference(activation):
     z = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0])
     X, W = np.zeros((2, 0)), np.zeros((z.size, 0))
-    Y = fastbp.dense_forward(X, W, z, activation)
+    Z = z_buffer(activation, 2, z.size)
+    Y = fastbp.dense_forward(X, W, z, activation, Z=Z)
     rY = ref.dense_forward(X, W, z, activation)
     np.testing.assert_array_equal(Y, rY)
     dY = np.full_like(Y, 2.0)
     dY[0, :] = [np.nan, np.inf, 1, 1, 1, 1, 1]
     with np.errstate(invalid="ignore"):
-        want = ref.dense_backward(dY, X, W, rY, activation)
-    got = fastbp.dense_backward(dY, X, W, rY, activation)
+        want = ref.dense_backward(dY, X, W, rY, activation, Z=Z)
+    got = fastbp.dense_backward(dY, X, W, rY, activation, Z=Z)
     np.testing.assert_array_equal(got[2], want[2])
 
 
@@ -219,14 +227,15 @@ def central_difference(f, x, eps=1e-6):
 @pytest.mark.parametrize("n,k,d", [(1, 1, 1), (3, 4, 2), (5, 2, 6)])
 def test_dense_gradients_against_finite_differences(rng, n, k, d, activation):
     X, W, b, G = make(rng, n, k), make(rng, d, k), make(rng, d), make(rng, n, d)
-    if activation == "relu":  # keep every z away from the kink at 0
+    if activation in ("relu", "leaky_relu"):  # keep every z away from the kink at 0
         b += np.sign(b) * 0.5
 
     def J():  # a scalar function of the layer's output: J = Σ G ⊙ Y
         return float(np.sum(G * fastbp.dense_forward(X, W, b, activation)))
 
-    Y = fastbp.dense_forward(X, W, b, activation)
-    dX, dW, db = fastbp.dense_backward(G, X, W, Y, activation)
+    Z = z_buffer(activation, n, d)
+    Y = fastbp.dense_forward(X, W, b, activation, Z=Z)
+    dX, dW, db = fastbp.dense_backward(G, X, W, Y, activation, Z=Z)
     for got, x in ((dX, X), (dW, W), (db, b)):
         np.testing.assert_allclose(got, central_difference(J, x), rtol=1e-6, atol=1e-8)
 
@@ -248,3 +257,24 @@ def test_squared_error_gradient_against_finite_differences(rng, reduction):
     _, dY = fastbp.squared_error(Y, T, reduction)
     fd = central_difference(lambda: fastbp.squared_error(Y, T, reduction)[0], Y)
     np.testing.assert_allclose(dY, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_derivative_against_finite_differences(activation):
+    """g' as dense_backward takes it (from Y, or from Z for silu) against
+    central differences of the compiled g, over z in [-30, 30] and at the
+    points where the derivatives change shape (silu's root of g', its max)."""
+    z = np.concatenate([np.linspace(-30, 30, 601), [-1e-9, 1e-9, -1.2785, 2.3994]])
+    if activation in ("relu", "leaky_relu"):  # not at the kink
+        z = z[np.abs(z) > 1e-3]
+    X, W = np.zeros((1, 0)), np.zeros((z.size, 0))  # K = 0: Z = b
+
+    def g(v):
+        return fastbp.dense_forward(X, W, v, activation)[0]
+
+    h = 1e-6 * np.maximum(1.0, np.abs(z))
+    fd = (g(z + h) - g(z - h)) / (2 * h)
+    Z = z_buffer(activation, 1, z.size)
+    Y = fastbp.dense_forward(X, W, z, activation, Z=Z)
+    _, _, gprime = fastbp.dense_backward(np.ones_like(Y), X, W, Y, activation, Z=Z)
+    np.testing.assert_allclose(gprime, fd, rtol=1e-6, atol=1e-8)

@@ -90,9 +90,14 @@ def gemm_flops(n, k, d):
     return 2 * n * k * d
 
 
+# the activations benchmarked by default: the four the peers (torch, jax) have too
+DEFAULT_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+
+
 def kernel_workloads(shapes, activations=None):
-    """matmul_abt fwd+bwd and dense fwd+bwd per activation, at each (N, K, D)."""
-    activations = tuple(activations or fastbp.ACTIVATIONS)
+    """matmul_abt fwd+bwd and dense fwd+bwd per activation (by default
+    DEFAULT_ACTIVATIONS; any of fastbp.ACTIVATIONS), at each (N, K, D)."""
+    activations = tuple(activations or DEFAULT_ACTIVATIONS)
     out = []
     for n, k, d in shapes:
         s = f"{n}x{k}x{d}"
@@ -198,11 +203,12 @@ def _dense_instance(mod):
         act = w.activation
         X, W, b, dY = x["X"], x["W"], x["b"], x["dY"]
         Y, dX, dW, db = np.empty((n, d)), np.empty((n, k)), np.empty((d, k)), np.empty(d)
+        Z = np.empty((n, d)) if act == "silu" else None  # silu's g' needs the pre-activation
         fwd, bwd = mod.dense_forward, mod.dense_backward
 
         def run():
-            fwd(X, W, b, act, out=Y)
-            bwd(dY, X, W, Y, act, dX=dX, dW=dW, db=db)
+            fwd(X, W, b, act, out=Y, Z=Z)
+            bwd(dY, X, W, Y, act, dX=dX, dW=dW, db=db, Z=Z)
         return Instance(run, lambda: [Y, dX, dW, db])
     return build
 
@@ -214,14 +220,15 @@ def reference_train_step(weights, biases, X, T, lr, activations):
     (eqs 21-24) layer by layer, then W -= lr δW, b -= lr δb.  δX of a layer is
     taken before its weights change, as the equations require.
     """
-    outs = [X]
+    outs, Zs = [X], []
     for W, b, act in zip(weights, biases, activations):
-        outs.append(reference.dense_forward(outs[-1], W, b, act))
+        Zs.append(np.empty((X.shape[0], W.shape[0])) if act == "silu" else None)
+        outs.append(reference.dense_forward(outs[-1], W, b, act, Z=Zs[-1]))
     loss, dY = reference.squared_error(outs[-1], T, "mean")
     for layer in reversed(range(len(weights))):
         dX, dW, db = reference.dense_backward(
             dY, outs[layer], weights[layer], outs[layer + 1], activations[layer],
-            need_dX=layer > 0)
+            need_dX=layer > 0, Z=Zs[layer])
         weights[layer] -= lr * dW
         biases[layer] -= lr * db
         dY = dX
