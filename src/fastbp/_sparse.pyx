@@ -1,0 +1,149 @@
+# cython: language_level=3
+"""The first layer's products on a CSR X: cost proportional to the stored
+entries, no dense (n, k) block of X is ever made.
+
+    forward   Z = X Wᵀ + b, Y = g(Z):  Z[i, j] = Σ_{p in row i} x_p W[j, c_p]
+    backward  δZ = δY ⊙ g'(Y), δb = Σ_rows δZ,
+              δW[j, c_p] += δZ[i, j] x_p  (δW = δZᵀ X; no δX: X is the input)
+
+Loops run over output units j outermost, then the batch's rows, then the
+row's stored entries, so one row of W (or δW), k doubles, stays in cache
+while every row of the batch reads (writes) it; W stays in its own (d, k)
+layout (no transposed copy, no scratch).  Order of summation, fixed and
+independent of threads: Z[i, j] sums row i's entries in stored (ascending
+column) order from 0.0; δW[j, c] sums the batch's rows in batch order.
+
+``csr_forward`` / ``csr_backward`` are the checked Python entry points (the
+twins of ``fastbp.reference.csr_forward`` / ``csr_backward``).
+"""
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+from fastbp._checks cimport check_array, check_rows, check_vector, check_csr
+from fastbp._enums cimport ACT_IDENTITY, activation_code
+
+cnp.import_array()
+
+cdef extern from "_fastmath.h" nogil:
+    void fb_forward_epilogue(double *Y, const double *b, int64_t n, int64_t d, int act)
+    void fb_backward_epilogue(const double *dY, const double *Y, double *dZ, double *db,
+                              int64_t n, int64_t d, int act)
+
+cdef extern from "_scratch.h" nogil:
+    double *fb_scratch(size_t n)
+
+
+cdef inline Py_ssize_t _row(const CSR *X, Py_ssize_t i) noexcept nogil:
+    return X.rows[i] if X.rows != NULL else X.row0 + i
+
+
+cdef void sparse_forward_kernel(const CSR *X, const double *W, const double *b, double *Y,
+                                Shape s, int act) noexcept nogil:
+    cdef Py_ssize_t i, j, p, r, n = s.n, d = s.d, k = s.k
+    cdef const double *w
+    cdef double z
+    for j in range(d):
+        w = W + j * k
+        for i in range(n):
+            r = _row(X, i)
+            z = 0.0
+            for p in range(X.indptr[r], X.indptr[r + 1]):
+                z += X.data[p] * w[X.indices[p]]
+            Y[i * d + j] = z
+    fb_forward_epilogue(Y, b, n, d, act)
+
+
+cdef int sparse_backward_kernel(const double *dY, const CSR *X, const double *Y,
+                                DenseGrads g, Shape s, int act) noexcept nogil:
+    cdef Py_ssize_t i, j, p, r, n = s.n, d = s.d, k = s.k
+    cdef const double *dZ = dY  # identity: δZ = δY
+    cdef double *dZ_work = g.dZ_work
+    cdef double *dw
+    cdef double dz
+    if act != ACT_IDENTITY:
+        if dZ_work == NULL:
+            dZ_work = fb_scratch(<size_t>n * d)
+            if dZ_work == NULL:
+                return -1
+        dZ = dZ_work
+    fb_backward_epilogue(dY, Y, dZ_work if act != ACT_IDENTITY else NULL, g.db, n, d, act)
+    if g.dW == NULL:
+        return 0
+    memset(g.dW, 0, d * k * sizeof(double))
+    for j in range(d):
+        dw = g.dW + j * k
+        for i in range(n):
+            dz = dZ[i * d + j]
+            r = _row(X, i)
+            for p in range(X.indptr[r], X.indptr[r + 1]):
+                dw[X.indices[p]] += dz * X.data[p]
+    return 0
+
+
+cdef double sparse_row_sq(const CSR *X, Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t p, r = _row(X, i)
+    cdef double s = 0.0
+    for p in range(X.indptr[r], X.indptr[r + 1]):
+        s += X.data[p] * X.data[p]
+    return s
+
+
+cdef CSR _csr_of(object X, int k, Py_ssize_t *n) except *:
+    cdef tuple t = check_csr(X, "X", k)
+    cdef CSR c
+    c.data = <const double *>cnp.PyArray_DATA(<cnp.ndarray>t[0])
+    c.indices = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t[1])
+    c.indptr = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t[2])
+    c.rows = NULL
+    c.row0 = 0
+    c.k = k
+    n[0] = <Py_ssize_t>cnp.PyArray_DIM(<cnp.ndarray>t[2], 0) - 1
+    return c
+
+
+def csr_forward(X, W, b, activation="identity", out=None):
+    """Y = g(X Wᵀ + b) for a canonical float64 CSR X with int64 indices (see
+    fastbp.inputs.as_inputs), W (D, K), b (D,); out: (N, D) or None."""
+    cdef cnp.ndarray w = check_array(W, "W", 2)
+    cdef int k = cnp.PyArray_DIM(w, 1), d = cnp.PyArray_DIM(w, 0)
+    cdef Py_ssize_t n
+    cdef CSR c = _csr_of(X, k, &n)
+    cdef cnp.ndarray bb = check_vector(b, "b", cnp.NPY_DOUBLE, d, "values", False)
+    cdef int act = activation_code(activation)
+    if out is None:
+        out = cnp.PyArray_EMPTY(2, [n, d], cnp.NPY_DOUBLE, 0)
+    cdef double *y = <double *>cnp.PyArray_DATA(check_rows(out, "out", d, n))
+    with nogil:
+        sparse_forward_kernel(&c, <const double *>cnp.PyArray_DATA(w),
+                              <const double *>cnp.PyArray_DATA(bb), y, Shape(<int>n, k, d), act)
+    return out
+
+
+def csr_backward(dY, X, Y, activation="identity"):
+    """(δW, δb) of Y = g(X Wᵀ + b) for a canonical CSR X (int64 indices), dY
+    and Y (N, D): δZ = δY ⊙ g'(Y), δW = δZᵀ X (D, K), δb = Σ_rows δZ."""
+    cdef Py_ssize_t n
+    cdef cnp.ndarray y = check_array(Y, "Y", 2)
+    cdef int d = cnp.PyArray_DIM(y, 1)
+    cdef int k = X.shape[1]
+    cdef CSR c = _csr_of(X, k, &n)
+    cdef cnp.ndarray dy = check_rows(dY, "dY", d, n)
+    check_rows(y, "Y", d, n)
+    cdef int act = activation_code(activation)
+    dW = cnp.PyArray_ZEROS(2, [d, k], cnp.NPY_DOUBLE, 0)
+    db = cnp.PyArray_ZEROS(1, [d], cnp.NPY_DOUBLE, 0)
+    dZ = cnp.PyArray_EMPTY(2, [n, d], cnp.NPY_DOUBLE, 0)
+    cdef DenseGrads g
+    g.dX = NULL
+    g.dW = <double *>cnp.PyArray_DATA(dW)
+    g.db = <double *>cnp.PyArray_DATA(db)
+    g.dZ_work = <double *>cnp.PyArray_DATA(dZ)
+    cdef int rc
+    with nogil:
+        rc = sparse_backward_kernel(<const double *>cnp.PyArray_DATA(dy), &c,
+                                    <const double *>cnp.PyArray_DATA(y), g, Shape(<int>n, k, d), act)
+    if rc != 0:
+        raise MemoryError("csr_backward: no scratch memory")
+    return dW, db
