@@ -31,7 +31,7 @@ import numpy as np
 from fastbp import _network, checkpoint, distributed, training
 from fastbp._enums import ACTIVATIONS, LOSSES, REDUCTIONS, Update, code
 from fastbp._optim import UpdateSpec
-from fastbp.inputs import as_inputs, as_sample_weight, as_targets
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse
 from fastbp.optim import SGD, make_optimizer
 
 __all__ = ["MLP", "ACTIVATIONS", "OUTPUT_ACTIVATIONS", "LOSSES"]
@@ -297,11 +297,13 @@ class MLP:
     # -- inference ---------------------------------------------------------
 
     def forward(self, X):
-        """Y = the network's output for X, a C-contiguous float64 (N, sizes[0]) array.
+        """Y = the network's output for X, a C-contiguous float64 (N, sizes[0]) array
+        or a canonical float64 CSR matrix with int64 indices (``predict``
+        converts any sparse X to that, once).
 
         Returns a new (N, sizes[-1]) array.  Use ``predict`` for array-likes.
         """
-        n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
+        n = X.shape[0] if (isinstance(X, np.ndarray) or is_sparse(X)) and X.ndim == 2 else 0
         out = np.empty((n, self._sizes[-1]))
         with self.in_use("forward") as core:  # the workspace is shared with training
             core.reserve(min(n, _CHUNK))
