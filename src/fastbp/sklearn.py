@@ -60,6 +60,8 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
 from fastbp._kernels import dense_forward
 from fastbp._losses import softmax
 from fastbp._network import Objective
+from fastbp._sparse import csr_forward
+from fastbp.inputs import as_sparse_inputs, is_sparse, take_rows
 from fastbp.network import MLP
 from fastbp.optim import SGD, Adam, Momentum
 
@@ -259,8 +261,9 @@ class _BaseMLP(BaseEstimator):
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
         for i, (c, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            A = dense_forward(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
-                                       "identity" if i == last else act)
+            layer = csr_forward if i == 0 and is_sparse(A) else dense_forward
+            A = layer(A, np.ascontiguousarray(c.T), np.ascontiguousarray(b),
+                      "identity" if i == last else act)
         return A
 
     # -- training --------------------------------------------------------------
@@ -282,6 +285,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         X, T, y_score, strat = self._validate_training_data(X, y, incremental, reset=first)
+        X = _core_X(X)
         sw = None
         if sample_weight is not None:
             sw = np.ascontiguousarray(_check_sample_weight(
@@ -351,8 +355,9 @@ class _BaseMLP(BaseEstimator):
                 "The validation set is too small. Increase 'validation_fraction' or the size "
                 "of your dataset.")
         if sw is None:
-            return X[train], T[train], None, X[val], y_score[val], None
-        return X[train], T[train], sw[train], X[val], y_score[val], sw[val]
+            return take_rows(X, train), T[train], None, take_rows(X, val), y_score[val], None
+        return (take_rows(X, train), T[train], sw[train], take_rows(X, val), y_score[val],
+                sw[val])
 
     def _fit_stochastic(self, net, X, T, y_score, sw, strat, incremental, rs):
         if self.early_stopping:
@@ -365,7 +370,9 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
-        X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
+        # a CSR X is read in place (its batches' rows through order): no X buffer
+        X_buf = None if is_sparse(X) else np.empty((bs,) + X.shape[1:])
+        T_buf = np.empty((bs,) + T.shape[1:], T.dtype)
         opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
         loss, scale = self._objective(T)
         lc, _ = net.loss_codes(loss, "mean")
@@ -483,7 +490,19 @@ class _BaseMLP(BaseEstimator):
 
     def _check_X(self, X):
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=np.float64, order="C")
+        return _core_X(_validate_data(self, X, reset=False, dtype=np.float64, order="C",
+                                      accept_sparse=_SPARSE))
+
+
+# Sparse X: CSR and CSC pass validate_data (other formats are converted to
+# CSR there, as scikit-learn does), then _core_X makes the one form the
+# compiled sparse layer reads (canonical CSR, int64 indices; CSC converted).
+_SPARSE = ["csr", "csc"]
+
+
+def _core_X(X):
+    """A validated X as the compiled core reads it (a sparse X: see _SPARSE)."""
+    return as_sparse_inputs(X, X.shape[1], check_finite=False) if is_sparse(X) else X
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -507,7 +526,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_training_data(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                              dtype=np.float64, order="C")
+                              dtype=np.float64, order="C", accept_sparse=_SPARSE)
         T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
         self.n_outputs_ = T.shape[1]
         self.out_activation_ = "identity"
@@ -545,7 +564,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_training_data(self, X, y, incremental, reset):
         classes = getattr(self, "_pending_classes", None)  # partial_fit's classes=
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, dtype=np.float64,
-                              order="C")
+                              order="C", accept_sparse=_SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if y.ndim != 1:
