@@ -50,14 +50,15 @@ def as_sparse_inputs(X, n_features, name="X", check_finite=True):
     csr = X if X.format == "csr" else X.tocsr()  # CSC, COO, LIL, ...: converted once
     if not (csr.dtype == np.float64 and csr.indices.dtype == np.int64
             and csr.indptr.dtype == np.int64 and csr.has_canonical_format):
-        out = sp.csr_matrix((csr.data.astype(np.float64), csr.indices.astype(np.int64),
-                             csr.indptr.astype(np.int64)), shape=csr.shape, copy=csr is X)
-        if not out.has_canonical_format:
-            out.sum_duplicates()  # sorts the column numbers and sums duplicates
-        # scipy may narrow the index arrays again: the core reads int64
-        out.indices = out.indices.astype(np.int64, copy=False)
-        out.indptr = out.indptr.astype(np.int64, copy=False)
-        csr = out
+        # astype copies: the caller's matrix is never changed
+        csr = sp.csr_matrix((csr.data.astype(np.float64), csr.indices.astype(np.int64),
+                             csr.indptr.astype(np.int64)), shape=csr.shape)
+        if not csr.has_canonical_format:
+            csr.sum_duplicates()  # sorts the column numbers, sums duplicates
+        # scipy narrows index arrays where it can (here, and in copy() or
+        # row indexing: see take_rows); the core reads int64
+        csr.indices = csr.indices.astype(np.int64, copy=False)
+        csr.indptr = csr.indptr.astype(np.int64, copy=False)
     if check_finite:
         _finite(csr.data, name)
     return csr

@@ -78,6 +78,22 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
     return dX, dW, db
 
 
+def csr_forward(X, W, b, activation="identity", out=None):
+    """fastbp._sparse's twin: Z = X Wᵀ + b, Y = g(Z) for a scipy.sparse X
+    (scipy's own sparse product, never densified)."""
+    g = _G[_name(activation, ACTIVATIONS, "activation")]
+    Z = np.asarray(X @ W.T) + b
+    return _store(out, g(Z))
+
+
+def csr_backward(dY, X, Y, activation="identity"):
+    """fastbp._sparse's twin: δZ = δY ⊙ g'(Y), δW = δZᵀ X (= (Xᵀ δZ)ᵀ with
+    scipy's sparse product), δb = Σ_rows δZ; no δX (X is the input)."""
+    g_prime = _G_PRIME_OF_Y[_name(activation, ACTIVATIONS, "activation")]
+    dZ = dY * g_prime(Y)
+    return np.ascontiguousarray(np.asarray(X.T @ dZ).T), dZ.sum(axis=0)
+
+
 def squared_error(Y, T, reduction="sum", out=None):
     """Squared-error loss and its gradient with respect to Y.
 
