@@ -374,8 +374,10 @@ class MLP:
         Forward, loss, backward into ``grads``, then the optimiser's update
         of ``params``; no shuffling, nothing allocated once the workspace
         for this batch size exists.  X must be a C-contiguous float64
-        (N, sizes[0]) array, T float64 (N, sizes[-1]) (or int64 labels (N,)
-        for cross_entropy): no conversion is made here (see ``fit``).
+        (N, sizes[0]) array (or a sparse X in the form
+        ``fastbp.inputs.as_inputs`` makes: canonical float64 CSR with int64
+        indices), T float64 (N, sizes[-1]) (or int64 labels (N,) for
+        cross_entropy): no conversion is made here (see ``fit``).
 
         optimizer: None is plain SGD with ``lr`` (default 0.01), fused into
         the compiled pass; a name ("sgd", "momentum", "nesterov", "adam")

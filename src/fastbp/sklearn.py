@@ -249,6 +249,11 @@ class _BaseMLP(BaseEstimator):
         self._adopt(net)
         return net
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR / CSC X (see _SPARSE)
+        return tags
+
     def __getstate__(self):
         # the compiled network is rebuilt from coefs_ when next trained
         state = super().__getstate__()
