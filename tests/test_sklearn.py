@@ -372,7 +372,10 @@ def test_sparse_fit_makes_no_dense_copy_of_X():
     import tracemalloc
 
     import scipy.sparse as sp
-    X = sp.random(3000, 100_000, density=1e-4, format="csr", random_state=0)
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(3000), 10)
+    X = sp.csr_matrix((rng.random(rows.size), (rows, rng.integers(0, 100_000, rows.size))),
+                      shape=(3000, 100_000))
     y = np.arange(3000) % 3
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
     tracemalloc.start()
