@@ -584,8 +584,10 @@ cdef class NetworkCore:
         step on it (an UpdateSpec, whose t counts the step), as
         fastbp._optim's loops make it, the penalty on the weights.
 
-        loss, reduction: Loss and Reduction codes.  sample_weight: float64
-        (N,) weights, example i's cost weighing w_i N / Σ w."""
+        X: float64 rows, or a CSR matrix in the form fastbp.inputs.as_inputs
+        makes (canonical, float64, int64 indices).  loss, reduction: Loss and
+        Reduction codes.  sample_weight: float64 (N,) weights, example i's
+        cost weighing w_i N / Σ w."""
         _check_codes(loss, reduction)
         cdef Update u
         self._update(&u, update)
@@ -623,7 +625,8 @@ cdef class NetworkCore:
 
         Batch b is rows order[b·batch_size:][:batch_size] of X and T, gathered
         into ``buffers`` = (X_buf, T_buf), each of at least batch_size rows
-        (order None: the rows in place, no copies).  Its loss is reduced by
+        (order None: the rows in place, no copies).  A CSR X (as in ``step``)
+        is never gathered: its rows are read through order, X_buf is None.  Its loss is reduced by
         ``reduction`` over the batch and weighted by sample_weight (each
         batch normalised by its weight sum; a batch of weight 0 is skipped),
         plus ``objective``'s terms (None: the loss alone).  After each
