@@ -591,6 +591,7 @@ def test_csr_step_equals_dense(rng, loss, labels):
 
 @pytest.mark.parametrize("shuffled", [False, True])
 def test_csr_epoch_equals_dense_and_is_not_split(rng, shuffled):
+    # (where the BLAS has two threads the dense epoch's batches are split)
     Xs, Xd = _csr_pair(203, 60, 0.08, 2)
     T = rng.integers(0, 3, 203)
     w = rng.random(203)

@@ -448,6 +448,8 @@ cdef class NetworkCore:
         at least SPLIT_MIN_MADDS whose layers' products on a part are at most
         SPLIT_MAX_LAYER_MADDS."""
         cdef Py_ssize_t n0 = (n + 1) // 2
+        if self.sparse_x:
+            return 0  # a CSR X's batches are not split (kept simple: one thread)
         if (mode != PASS_GRAD or n < 2 * SPLIT_MIN_ROWS
                 or n * self.madds_per_row < SPLIT_MIN_MADDS):
             return 0
@@ -477,8 +479,6 @@ cdef class NetworkCore:
         cdef Py_ssize_t n0 = self._plan(b.n, p.mode)
         if n0 > 0 and b.n - n0 > self.capacity1:
             n0 = 0  # (a batch larger than the second workspace: not split)
-        if p.sx != NULL:
-            n0 = 0  # a CSR X is not split over two threads (kept simple)
         u.g1 = NULL
         if n0 == 0:
             if gather != NULL:
