@@ -934,3 +934,16 @@ def test_sparse_X_bad_input_is_named():
         net.predict(sp.csr_matrix(np.array([[np.nan, 0, 0, 1.0]])))
     with pytest.raises(TypeError, match="real numbers"):
         net.predict(sp.csr_matrix(np.ones((2, 4), dtype=complex)))
+
+
+def test_sparse_training_steps_and_epochs_leave_rss_flat():
+    from fastbp.inputs import as_inputs
+    X = as_inputs(_sparse(64, 300, 0.05, 4), 300)
+    T = np.random.default_rng(4).integers(0, 3, 64)
+    net = network.MLP([300, 16, 3], activation="relu", seed=0)
+    grown, *_ = growth(lambda: net.train_step(X, T, loss="cross_entropy", optimizer="adam"),
+                       5_000, warmup=500)
+    assert grown < RSS_BOUND, grown
+    grown, *_ = growth(lambda: net.fit(X, T, epochs=1, batch_size=16, loss="cross_entropy"),
+                       1_000, warmup=100)
+    assert grown < RSS_BOUND, grown
