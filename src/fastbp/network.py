@@ -310,7 +310,9 @@ class MLP:
             return core.forward(X, out)
 
     def predict(self, X, check_finite=True):
-        """``forward`` for any array-like X (converted once to float64, checked)."""
+        """``forward`` for any array-like X (converted once to float64, checked);
+        a scipy.sparse X (any format) is converted once to CSR and never
+        densified (see ``fastbp.inputs``)."""
         X = as_inputs(X, self._sizes[0], "X", check_finite)
         return self.forward(X)
 
@@ -318,6 +320,8 @@ class MLP:
 
     def gradients(self, X, T, loss="squared_error", reduction="sum", sample_weight=None):
         """(loss, grad_weights, grad_biases) of the loss on the batch (X, T).
+
+        X: an array-like, or scipy.sparse (converted once to CSR, as in ``predict``).
 
         loss="squared_error": "sum" J = Σ (T − Y)², δY = 2(Y − T); "half" ½ Σ,
         δY = Y − T; "mean" "sum" divided by the N rows.  loss="cross_entropy":
@@ -426,6 +430,10 @@ class MLP:
         history["val_loss"]: the loss on ``validation_data=(X_val, T_val)``
         after each epoch, when given.
 
+        X (and X_val) may be scipy.sparse (any format, converted once to
+        CSR): the first layer then runs on the stored entries, and the
+        shuffled batches read its rows in place (no dense copy of X).
+
         optimizer: "sgd", "momentum", "nesterov", "adam" (made with ``lr`` and
         ``weight_decay``, an L2 penalty on the weights) or an Optimizer
         object (``lr``, when given, overrides its own).
@@ -467,7 +475,8 @@ class MLP:
                    sample_weight=sample_weight)
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
-        """The loss of the network on a data set (forward only, in chunks)."""
+        """The loss of the network on a data set (forward only, in chunks);
+        X dense or scipy.sparse, as in ``predict``."""
         lc, rc = self.loss_codes(loss, reduction)
         X = as_inputs(X, self._sizes[0], "X", check_finite)
         T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite)
