@@ -6,12 +6,20 @@ entries, no dense (n, k) block of X is ever made.
     backward  δZ = δY ⊙ g'(Y), δb = Σ_rows δZ,
               δW[j, c_p] += δZ[i, j] x_p  (δW = δZᵀ X; no δX: X is the input)
 
-Loops run over output units j outermost, then the batch's rows, then the
-row's stored entries, so one row of W (or δW), k doubles, stays in cache
-while every row of the batch reads (writes) it; W stays in its own (d, k)
-layout (no transposed copy, no scratch).  Order of summation, fixed and
-independent of threads: Z[i, j] sums row i's entries in stored (ascending
-column) order from 0.0; δW[j, c] sums the batch's rows in batch order.
+Loops run over output units j outermost (four at a time forward), then the
+batch's rows, then the row's stored entries, so a row of W (or δW), k
+doubles, stays in cache while every row of the batch reads (writes) it; a
+row of δW is zeroed just before its adds.  W stays in its own (d, k) layout:
+no transposed copy, no scratch, nothing allocated.  Measured (200 rows ×
+20,000 features at 0.5 %, 100 units, 2-core Zen 4 VM): forward 1.44 ms
+against 2.67 ms with a transposed copy of W and row axpys (the copy alone
+reads and writes all of W each step); backward ~2.5 ms against 5.7 ms
+accumulating δWᵀ (k, d) by row axpys and transposing it back.
+
+Order of summation, fixed and independent of threads: Z[i, j] sums row i's
+entries in stored (ascending column) order from 0.0, then the epilogue adds
+b; δW[j, c] sums the batch's rows in batch order.  A dense X's product sums
+in the BLAS's order instead, so the two agree to rounding, not bitwise.
 
 ``csr_forward`` / ``csr_backward`` are the checked Python entry points (the
 twins of ``fastbp.reference.csr_forward`` / ``csr_backward``).
