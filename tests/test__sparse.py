@@ -112,3 +112,40 @@ def test_as_inputs_canonicalises_a_copy():
         as_inputs(sp.csr_matrix(np.array([[np.nan, 1.0]])), 2)
     with pytest.raises(ValueError, match=r"must have 4 columns .* got shape \(2, 3\)"):
         as_inputs(raw, 4)
+
+
+def test_signatures_match_the_reference_twins():
+    import inspect
+
+    from fastbp import _sparse
+    for name in ("csr_forward", "csr_backward"):
+        assert inspect.signature(getattr(_sparse, name)) == inspect.signature(getattr(ref, name))
+
+
+def test_zero_rows():
+    X = as_inputs(_X(0, 5, 0.5, 0), 5)
+    W, b = np.ones((3, 5)), np.ones(3)
+    assert csr_forward(X, W, b).shape == (0, 3)
+    dW, db = csr_backward(np.empty((0, 3)), X, np.empty((0, 3)), "tanh")
+    assert not dW.any() and not db.any()
+
+
+@pytest.mark.parametrize("activation", fastbp.ACTIVATIONS)
+def test_backward_against_finite_differences(activation):
+    rng = np.random.default_rng(7)
+    X = as_inputs(_X(6, 5, 0.5, 7), 5)
+    W, b, dY = rng.standard_normal((3, 5)), rng.standard_normal(3), rng.standard_normal((6, 3))
+    dW, db = csr_backward(dY, X, csr_forward(X, W, b, activation), activation)
+    h = 1e-6
+    for j, c in np.ndindex(3, 5):
+        E = np.zeros_like(W)
+        E[j, c] = h
+        fd = (np.sum(dY * csr_forward(X, W + E, b, activation))
+              - np.sum(dY * csr_forward(X, W - E, b, activation))) / (2 * h)
+        assert dW[j, c] == pytest.approx(fd, rel=1e-5, abs=1e-7)
+    for j in range(3):
+        e = np.zeros(3)
+        e[j] = h
+        fd = (np.sum(dY * csr_forward(X, W, b + e, activation))
+              - np.sum(dY * csr_forward(X, W, b - e, activation))) / (2 * h)
+        assert db[j] == pytest.approx(fd, rel=1e-5, abs=1e-7)
