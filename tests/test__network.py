@@ -609,3 +609,88 @@ def test_forward_applies_the_output_code():
         assert_close(net.forward(X), f(want))
     with pytest.raises(ValueError, match="output code"):
         _network.NetworkCore([2, 2], [0], np.zeros(6), np.zeros(6), output=7)
+
+
+# -- a CSR X (fastbp._sparse) ------------------------------------------------
+
+def _csr_pair(n, k, density, seed):
+    """(X as the core reads it: canonical float64 CSR, int64 indices; the
+    same X dense), with an empty row and an empty column."""
+    import scipy.sparse as sp
+    from fastbp.inputs import as_inputs
+    X = sp.random(n, k, density=density, format="lil", random_state=seed)
+    X[0, :] = 0.0          # a row with no entries
+    X[:, k - 1] = 0.0      # a column with no entries
+    X = as_inputs(X, k)
+    return X, np.ascontiguousarray(X.toarray())
+
+
+@pytest.mark.parametrize("loss,labels", [(0, False), (1, True), (1, False)])
+def test_csr_step_equals_dense(rng, loss, labels):
+    Xs, Xd = _csr_pair(70, 50, 0.1, 1)
+    a, b = MLP([50, 9, 4], activation="tanh", seed=1), MLP([50, 9, 4], activation="tanh", seed=1)
+    T = rng.integers(0, 4, 70) if labels else rng.random((70, 4))
+    if loss == 1 and not labels:
+        T = T / T.sum(1, keepdims=True)
+    w = rng.random(70)
+    for kw in ({}, {"sample_weight": w}):
+        Ja = a.core.step(Xs, T, loss=loss, reduction=2, **kw)
+        Jb = b.core.step(Xd, T, loss=loss, reduction=2, **kw)
+        assert Ja == pytest.approx(Jb, rel=1e-10)
+        np.testing.assert_allclose(a.grads, b.grads, rtol=1e-10, atol=1e-13)
+    na, nb = np.empty(70), np.empty(70)
+    a.core.per_example_grad_norms(Xs, T, na, loss=loss, reduction=2, sample_weight=w)
+    b.core.per_example_grad_norms(Xd, T, nb, loss=loss, reduction=2, sample_weight=w)
+    np.testing.assert_allclose(na, nb, rtol=1e-10)
+    a.core.reserve(16)  # forward in chunks of the workspace's rows
+    b.core.reserve(16)
+    np.testing.assert_allclose(a.core.forward(Xs, np.empty((70, 4))),
+                               b.core.forward(Xd, np.empty((70, 4))), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_csr_epoch_equals_dense_and_is_not_split(rng, shuffled):
+    # (where the BLAS has two threads the dense epoch's batches are split)
+    Xs, Xd = _csr_pair(203, 60, 0.08, 2)
+    T = rng.integers(0, 3, 203)
+    w = rng.random(203)
+    runs = []
+    for X in (Xs, Xd):
+        net = MLP([60, 64, 3], activation="relu", seed=2)
+        opt = Adam(lr=1e-2)
+        order = np.random.default_rng(5).permutation(203) if shuffled else None
+        bufs = (None if X is Xs else np.empty((100, 60)), np.empty(100, np.int64)) if shuffled else None
+        total = net.core.epoch(X, T, batch_size=100, loss=1, update=opt.update_spec(net.params),
+                               order=order, buffers=bufs, sample_weight=w,
+                               objective=Objective(alpha=1e-3, held_units=1))
+        runs.append((total, net.params.copy(), net.core.split_steps))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-10)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10, atol=1e-13)
+    assert runs[0][2] == 0  # a CSR X is never split over two threads
+
+
+def test_csr_refusals():
+    Xs, Xd = _csr_pair(10, 8, 0.3, 3)
+    net = MLP([8, 3, 2], seed=0)
+    T = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="X_buf must be None for a CSR X"):
+        net.core.epoch(Xs, T, batch_size=4, order=np.arange(10, dtype=np.int64),
+                       buffers=(np.empty((4, 8)), np.empty((4, 2))))
+    import scipy.sparse as sp
+    with pytest.raises(TypeError, match="X.indices must have dtype int64"):
+        net.core.step(sp.csr_matrix(Xd), T)  # (as_inputs converts once)
+    with pytest.raises(TypeError, match="scipy.sparse CSR"):
+        net.core.step(Xs.tocsc(), T)
+    with pytest.raises(ValueError, match=r"X must have 9 columns, got shape \(10, 8\)"):
+        MLP([9, 3, 2]).core.step(Xs, T)
+
+
+@pytest.mark.parametrize("activation", ["silu", "softplus", "leaky_relu"])
+def test_csr_step_equals_dense_for_the_new_activations(rng, activation):
+    # silu's first layer keeps Z from the sparse product as from the dense one
+    Xs, Xd = _csr_pair(40, 30, 0.2, 4)
+    a, b = (MLP([30, 7, 3], activation=activation, seed=2) for _ in range(2))
+    T = rng.random((40, 3))
+    Ja, Jb = a.core.step(Xs, T, loss=0, reduction=2), b.core.step(Xd, T, loss=0, reduction=2)
+    assert Ja == pytest.approx(Jb, rel=1e-10)
+    np.testing.assert_allclose(a.grads, b.grads, rtol=1e-10, atol=1e-13)

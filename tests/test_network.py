@@ -1035,3 +1035,77 @@ def test_10k_training_steps_leave_rss_flat():
     net = network.MLP([4, 8, 2], activation="tanh", seed=0)
     grown, *_ = growth(lambda: net.train_step(X, T, lr=1e-3), 10_000, warmup=500)
     assert grown < RSS_BOUND, grown
+
+
+# -- sparse X ----------------------------------------------------------------
+
+_FORMATS = ("csr_matrix", "csr_array", "csc_matrix", "csc_array", "coo_matrix")
+
+
+def _sparse(n, k, density, seed, fmt="csr_matrix", index=np.int32):
+    import scipy.sparse as sp
+    X = sp.random(n, k, density=density, format="csr", random_state=seed)
+    X.indices, X.indptr = X.indices.astype(index), X.indptr.astype(index)
+    return getattr(sp, fmt)(X)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 25), k=st.integers(1, 30), d=st.integers(1, 5),
+       density=st.sampled_from([0.0, 0.05, 0.3, 1.0]), seed=st.integers(0, 999),
+       fmt=st.sampled_from(_FORMATS), index=st.sampled_from([np.int32, np.int64]),
+       activation=st.sampled_from(["sigmoid", "tanh", "relu"]))
+def test_sparse_X_gives_what_dense_X_gives(n, k, d, density, seed, fmt, index, activation):
+    X = _sparse(n, k, density, seed, fmt, index)
+    Xd = X.toarray()
+    T = np.random.default_rng(seed).standard_normal((n, d))
+    a = network.MLP([k, 6, d], activation=activation, seed=seed)
+    b = network.MLP([k, 6, d], activation=activation, seed=seed)
+    np.testing.assert_allclose(a.predict(X), b.predict(Xd), rtol=1e-10, atol=1e-14)
+    Ja, gwa, gba = a.gradients(X, T)
+    Jb, gwb, gbb = b.gradients(Xd, T)
+    assert Ja == pytest.approx(Jb, rel=1e-10, abs=1e-300)
+    for ga, gb in zip(gwa + gba, gwb + gbb):
+        np.testing.assert_allclose(ga, gb, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(a.per_example_grad_norms(X, T), b.per_example_grad_norms(Xd, T),
+                               rtol=1e-10, atol=1e-13)
+    assert a.loss(X, T) == pytest.approx(b.loss(Xd, T), rel=1e-10, abs=1e-300)
+
+
+def test_sparse_forward_and_train_step_take_the_core_form():
+    from fastbp.inputs import as_inputs
+    X = _sparse(40, 30, 0.1, 0)
+    Xs, Xd = as_inputs(X, 30), np.ascontiguousarray(X.toarray())
+    T = np.random.default_rng(0).integers(0, 3, 40)
+    a, b = network.MLP([30, 5, 3], seed=0), network.MLP([30, 5, 3], seed=0)
+    np.testing.assert_allclose(a.forward(Xs), b.forward(Xd), rtol=1e-10)
+    for _ in range(3):
+        Ja = a.train_step(Xs, T, loss="cross_entropy", optimizer="adam", lr=1e-2)
+        Jb = b.train_step(Xd, T, loss="cross_entropy", optimizer="adam", lr=1e-2)
+        assert Ja == pytest.approx(Jb, rel=1e-10)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-10, atol=1e-14)
+    with pytest.raises(TypeError, match="X.indices must have dtype int64"):
+        a.forward(X)  # not the core's form: predict converts, forward does not
+
+
+def test_sparse_X_bad_input_is_named():
+    import scipy.sparse as sp
+    net = network.MLP([4, 3, 1])
+    with pytest.raises(ValueError, match=r"X must have 4 columns .* got shape \(2, 5\)"):
+        net.predict(sp.csr_matrix(np.ones((2, 5))))
+    with pytest.raises(ValueError, match="X holds NaN"):
+        net.predict(sp.csr_matrix(np.array([[np.nan, 0, 0, 1.0]])))
+    with pytest.raises(TypeError, match="real numbers"):
+        net.predict(sp.csr_matrix(np.ones((2, 4), dtype=complex)))
+
+
+def test_sparse_training_steps_and_epochs_leave_rss_flat():
+    from fastbp.inputs import as_inputs
+    X = as_inputs(_sparse(64, 300, 0.05, 4), 300)
+    T = np.random.default_rng(4).integers(0, 3, 64)
+    net = network.MLP([300, 16, 3], activation="relu", seed=0)
+    grown, *_ = growth(lambda: net.train_step(X, T, loss="cross_entropy", optimizer="adam"),
+                       5_000, warmup=500)
+    assert grown < RSS_BOUND, grown
+    grown, *_ = growth(lambda: net.fit(X, T, epochs=1, batch_size=16, loss="cross_entropy"),
+                       1_000, warmup=100)
+    assert grown < RSS_BOUND, grown

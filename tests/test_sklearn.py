@@ -808,3 +808,85 @@ def test_new_activations_fit_and_start_from_glorot(digits, activation):
                        random_state=0).fit(X, target)
     assert reg.score(X, target) > 0.9
     assert reg.predict(X[:3]).shape == (3,)
+
+
+# -- sparse X ----------------------------------------------------------------
+
+def _sparse_data(n=160, k=50, seed=0):
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, k, density=0.1, format="csr", random_state=seed)
+    return X, X.toarray(), rng.integers(0, 3, n), rng.standard_normal(n)
+
+
+def _same_fit(a, b):
+    for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(ca, cb, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(a.loss_curve_ if hasattr(a, "loss_curve_") else a.loss_,
+                               b.loss_curve_ if hasattr(b, "loss_curve_") else b.loss_, rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver,early_stopping", [("sgd", False), ("sgd", True), ("adam", False),
+                                                   ("adam", True), ("lbfgs", False)])
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csc_array"])
+def test_sparse_fit_equals_the_dense_fit(solver, early_stopping, Est, fmt):
+    import scipy.sparse as sp
+    X, Xd, y, yr = _sparse_data()
+    Xs = getattr(sp, fmt)(X)
+    t = y if Est is MLPClassifier else yr
+    kw = dict(hidden_layer_sizes=(9,), solver=solver, max_iter=6, random_state=0,
+              early_stopping=early_stopping, batch_size=32, alpha=1e-3)
+    a, b = Est(**kw).fit(Xs, t), Est(**kw).fit(Xd, t)
+    _same_fit(a, b)
+    np.testing.assert_allclose(a.predict(Xs), b.predict(Xd), rtol=1e-10, atol=1e-14)
+    if Est is MLPClassifier:
+        np.testing.assert_allclose(a.predict_proba(Xs), b.predict_proba(Xd), rtol=1e-10)
+        binary = Est(**kw).fit(Xs, y % 2), Est(**kw).fit(Xd, y % 2)
+        _same_fit(*binary)
+    if solver != "lbfgs" and not early_stopping:
+        a.partial_fit(Xs, t)
+        b.partial_fit(Xd, t)
+        _same_fit(a, b)
+
+
+def test_sparse_fit_makes_no_dense_copy_of_X():
+    # a 3,000 x 100,000 X at 0.01 % is 240 MB dense, 0.5 MB sparse
+    import tracemalloc
+
+    import scipy.sparse as sp
+    rng = np.random.default_rng(0)
+    rows = np.repeat(np.arange(3000), 10)
+    X = sp.csr_matrix((rng.random(rows.size), (rows, rng.integers(0, 100_000, rows.size))),
+                      shape=(3000, 100_000))
+    y = np.arange(3000) % 3
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0)
+    tracemalloc.start()
+    clf.fit(X, y)
+    clf.predict_proba(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 60e6  # the weights' few copies (4 x 10^5 doubles each), no (rows, 10^5) block
+
+
+def test_scikit_learns_own_sparse_tests_pass(tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+    src = pathlib.Path(sk.__file__).parent / "tests" / "test_mlp.py"
+    text = src.read_text()
+    line = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
+    assert line in text
+    (tmp_path / "test_mlp.py").write_text(
+        text.replace(line, "from fastbp.sklearn import MLPClassifier, MLPRegressor"))
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef global_random_seed():\n    return 42\n")
+    import os
+
+    import fastbp
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(pathlib.Path(fastbp.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+                        "sparse", str(tmp_path / "test_mlp.py")], capture_output=True, text=True,
+                       cwd=tmp_path, env=env)
+    assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout + r.stderr

@@ -480,3 +480,24 @@ def test_non_finite_parameters_after_a_finite_loss_are_divergence(monkeypatch):
         net2.fit(X, T, epochs=5, batch_size=8, lr=0.01, optimizer="sgd", seed=0)
     assert info.value.epoch == 2 and np.isfinite(info.value.loss)
     np.testing.assert_array_equal(net2.params, after_two)
+
+
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csr_array", "csc_array"])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_on_sparse_X_equals_fit_on_the_dense_X(fmt, shuffle):
+    import scipy.sparse as sp
+    rng = np.random.default_rng(3)
+    X = getattr(sp, fmt)(sp.random(150, 40, density=0.1, format="csr", random_state=3))
+    Xd = X.toarray()
+    T = rng.integers(0, 4, 150)
+    w = rng.random(150)
+    runs = []
+    for A in (X, Xd):
+        net = MLP([40, 16, 4], activation="relu", seed=1)
+        h = net.fit(A, T, epochs=4, batch_size=32, loss="cross_entropy", optimizer="adam",
+                    lr=1e-2, seed=7, shuffle=shuffle, validation_data=(A[:50], T[:50]),
+                    early_stopping=True, patience=2, sample_weight=w)
+        runs.append((h, net.params.copy()))
+    np.testing.assert_allclose(runs[0][0]["loss"], runs[1][0]["loss"], rtol=1e-10)
+    np.testing.assert_allclose(runs[0][0]["val_loss"], runs[1][0]["val_loss"], rtol=1e-10)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-10, atol=1e-14)

@@ -76,3 +76,10 @@ cdef inline int check_disjoint(object a, str name_a, object b, str name_b) excep
         raise ValueError(f"{name_a} and {name_b} share memory; each must be its own buffer "
                          f"(pass a copy)")
     return 0
+
+# a scipy CSR matrix/array of ``cols`` columns in the form the compiled
+# sparse layer reads (fastbp.inputs.as_inputs makes it): canonical (sorted
+# indices, no duplicates), float64 data, int64 indices and indptr, indptr
+# non-decreasing from 0, every column number in [0, cols).  Returns
+# (data, indices, indptr).  O(nnz + rows).
+cdef tuple check_csr(object X, str name, Py_ssize_t cols)

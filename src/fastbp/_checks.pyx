@@ -162,3 +162,40 @@ def check_buffer(buf, name):
     (any shape): a buffer written in place, never a copy."""
     _contiguous(_typed(buf, name, cnp.NPY_DOUBLE), name, True)
     return buf
+
+
+cdef tuple check_csr(object X, str name, Py_ssize_t cols):
+    if getattr(X, "format", None) != "csr" or not hasattr(X, "indptr"):
+        raise TypeError(f"{name} must be a numpy.ndarray or a scipy.sparse CSR matrix/array, got "
+                        f"{type(X).__name__}; pass it through fastbp.inputs.as_inputs once")
+    shape = X.shape
+    if len(shape) != 2 or shape[1] != cols:
+        raise ValueError(f"{name} must have {cols} columns, got shape {shape}")
+    if not X.has_canonical_format:
+        raise ValueError(f"{name} must be canonical CSR (sorted indices, no duplicates); "
+                         f"use {name}.sum_duplicates() on a copy, or fastbp.inputs.as_inputs")
+    cdef cnp.ndarray data = _typed(X.data, f"{name}.data", cnp.NPY_DOUBLE)
+    cdef cnp.ndarray indices = _typed(X.indices, f"{name}.indices", cnp.NPY_INT64)
+    cdef cnp.ndarray indptr = _typed(X.indptr, f"{name}.indptr", cnp.NPY_INT64)
+    _contiguous(data, f"{name}.data", False)
+    _contiguous(indices, f"{name}.indices", False)
+    _contiguous(indptr, f"{name}.indptr", False)
+    cdef Py_ssize_t n = shape[0], i
+    cdef Py_ssize_t nnz = cnp.PyArray_DIM(indices, 0)
+    cdef const int64_t *ip = <const int64_t *>cnp.PyArray_DATA(indptr)
+    cdef const int64_t *ix = <const int64_t *>cnp.PyArray_DATA(indices)
+    cdef bint ok = (cnp.PyArray_NDIM(indptr) == 1 and cnp.PyArray_DIM(indptr, 0) == n + 1
+                    and cnp.PyArray_DIM(data, 0) == nnz)
+    if ok:
+        ok = ip[0] == 0 and ip[n] <= nnz
+        for i in range(n):
+            if ip[i + 1] < ip[i]:
+                ok = False
+                break
+    if not ok:
+        raise ValueError(f"{name} has an inconsistent CSR structure (indptr of {n + 1} "
+                         f"non-decreasing offsets from 0 into {nnz} entries expected)")
+    for i in range(ip[n]):
+        if not 0 <= ix[i] < cols:
+            raise ValueError(f"{name}.indices holds column {ix[i]}, outside [0, {cols})")
+    return data, indices, indptr

@@ -31,7 +31,7 @@ from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, ddot
 
-from fastbp._checks cimport check_rows, check_labels, check_row_indices, check_vector
+from fastbp._checks cimport check_rows, check_labels, check_row_indices, check_vector, check_csr
 from fastbp._enums cimport (ACT_IDENTITY, ACT_SILU, LOSS_SQUARED_ERROR, LOSS_CROSS_ENTROPY,
                             LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON, RED_SUM, RED_HALF, RED_MEAN,
                             UPD_NONE, UPD_ADAM, OUT_NONE, OUT_SOFTMAX, OUT_EXP)
@@ -41,6 +41,7 @@ from fastbp._losses cimport (Batch, loss_scale, squared_error_rows, cross_entrop
                              binary_cross_entropy_rows, poisson_rows, softmax_rows,
                              row_weights_of, check_row_weights)
 from fastbp._optim cimport Update, UpdateSpec, load_update, set_adam_step, update_range
+from fastbp._sparse cimport CSR, sparse_forward_kernel, sparse_backward_kernel, sparse_row_sq
 
 cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
@@ -103,25 +104,44 @@ cdef struct Work:
     double worst        # the pass's worst row loss (cross entropy)
     int threads         # BLAS threads its products may use (0: ask the BLAS)
 
-# What one pass does with a batch: its loss, the reduction's scale s, a mode.
+# What one pass does with a batch: its loss, the reduction's scale s, a mode;
+# sx: the batch's X as CSR rows (then the Batch's X is NULL), or NULL.
 cdef struct PassSpec:
     int loss
     int mode
     double s
+    const CSR *sx
 
 
 cdef inline Shape _layer_shape(const Layers *net, int l, Py_ssize_t n) noexcept nogil:
     return Shape(<int>n, net.size[l], net.size[l + 1])
 
 
-cdef void _forward(const Layers *net, Work *w, const double *X, Py_ssize_t n) noexcept nogil:
+cdef void _forward(const Layers *net, Work *w, const double *X, const CSR *sx,
+                   Py_ssize_t n) noexcept nogil:
+    """The activations of n rows: X dense, or sx (CSR rows) when not NULL."""
     cdef int l
     cdef const double *a = X
     for l in range(net.L):
-        dense_forward_kernel(a, net.params + net.w_off[l], net.params + net.b_off[l],
-                             LayerOut(w.A[l + 1], w.Z[l + 1]), _layer_shape(net, l, n),
-                             net.act[l], w.threads)
+        if l == 0 and sx != NULL:
+            sparse_forward_kernel(sx, net.params + net.w_off[0], net.params + net.b_off[0],
+                                  LayerOut(w.A[1], w.Z[1]), _layer_shape(net, 0, n), net.act[0])
+        else:
+            dense_forward_kernel(a, net.params + net.w_off[l], net.params + net.b_off[l],
+                                 LayerOut(w.A[l + 1], w.Z[l + 1]), _layer_shape(net, l, n),
+                                 net.act[l], w.threads)
         a = w.A[l + 1]
+
+
+cdef void _backward0(const Layers *net, Work *w, const double *dY, const double *X,
+                     const CSR *sx, DenseGrads g, Py_ssize_t n) noexcept nogil:
+    """Layer 0's backward pass, on X dense or on sx (CSR rows)."""
+    if sx != NULL:
+        sparse_backward_kernel(dY, sx, LayerOut(w.A[1], w.Z[1]), g, _layer_shape(net, 0, n),
+                               net.act[0])
+    else:
+        dense_backward_kernel(dY, X, net.params + net.w_off[0], LayerOut(w.A[1], w.Z[1]), g,
+                              _layer_shape(net, 0, n), net.act[0], w.threads)
 
 
 cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
@@ -143,7 +163,7 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
         logits = net[0]
         logits.act = net.logit_act
         net = &logits
-    _forward(net, w, b.X, n)
+    _forward(net, w, b.X, p.sx, n)
     d = net.size[L]
     if p.loss == LOSS_CROSS_ENTROPY:
         J = cross_entropy_rows(w.A[L], cur, d, b, p.s, &w.worst)
@@ -169,20 +189,22 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
         if p.mode == PASS_GRAD:
             g.dW = w.grads + net.w_off[l]
             g.db = w.grads + net.b_off[l]
-            dense_backward_kernel(cur, a_in, net.params + net.w_off[l],
-                                  LayerOut(w.A[l + 1], w.Z[l + 1]), g,
-                                  _layer_shape(net, l, n), net.act[l], w.threads)
         else:
             # Per-example weight gradient δz_i a_iᵀ has norm ‖δz_i‖‖a_i‖,
             # the bias gradient adds ‖δz_i‖²: no δW is formed.
             g.dW = NULL
             g.db = w.db_scratch
+        if l == 0:
+            _backward0(net, w, cur, a_in, p.sx, g, n)
+        else:
             dense_backward_kernel(cur, a_in, net.params + net.w_off[l],
                                   LayerOut(w.A[l + 1], w.Z[l + 1]), g,
                                   _layer_shape(net, l, n), net.act[l], w.threads)
+        if p.mode == PASS_NORMS:
             for i in range(n):
                 dz2 = _row_sq(cur + i * d, d)
-                norms[i] += dz2 * (_row_sq(a_in + i * k, k) + 1.0)
+                norms[i] += dz2 * ((sparse_row_sq(p.sx, i) if l == 0 and p.sx != NULL
+                                    else _row_sq(a_in + i * k, k)) + 1.0)
         tmp = cur
         cur = other
         other = tmp
@@ -202,14 +224,16 @@ cdef struct Gather:
 
 
 cdef void _gather(const Gather *g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    _copy_rows(g.xs, g.idx, lo, hi, g.x_row, g.xb)
+    if g.xs != NULL:  # (a CSR X is read in place, through its rows' numbers)
+        _copy_rows(g.xs, g.idx, lo, hi, g.x_row, g.xb)
     _copy_rows(g.ts, g.idx, lo, hi, g.t_row, g.tb)
 
 
 cdef Batch _rows(const Batch *b, Py_ssize_t lo, Py_ssize_t m, int k0, int dL) noexcept nogil:
     """Rows [lo, lo + m) of a batch."""
     cdef Batch part = b[0]
-    part.X = b.X + lo * k0
+    if b.X != NULL:
+        part.X = b.X + lo * k0
     if b.T != NULL:
         part.T = b.T + lo * dL
     if b.labels != NULL:
@@ -338,6 +362,10 @@ cdef class NetworkCore:
     cdef Py_ssize_t capacity1
     cdef double *rowbuf
     cdef SplitPass split
+    # the last checked X when it is CSR (sparse_x): its arrays held in _sx
+    cdef CSR sx
+    cdef bint sparse_x
+    cdef object _sx
 
     def __cinit__(self):
         self.worst_row_loss = -INFINITY
@@ -470,6 +498,8 @@ cdef class NetworkCore:
         at least SPLIT_MIN_MADDS whose layers' products on a part are at most
         SPLIT_MAX_LAYER_MADDS."""
         cdef Py_ssize_t n0 = (n + 1) // 2
+        if self.sparse_x:
+            return 0  # a CSR X's batches are not split (kept simple: one thread)
         if (mode != PASS_GRAD or n < 2 * SPLIT_MIN_ROWS
                 or n * self.madds_per_row < SPLIT_MIN_MADDS):
             return 0
@@ -537,6 +567,38 @@ cdef class NetworkCore:
         if u.g1 != NULL and u.kind != UPD_NONE:
             memcpy(self.grads + u.half, u.g1 + u.half, (u.n - u.half) * sizeof(double))
 
+    cdef int _csr(self, object X) except -1:
+        """self.sx ← the checked CSR X (canonical, int64 indices: see
+        fastbp.inputs.as_inputs), every row in place."""
+        t = check_csr(X, "X", self.net.size[0])
+        self._sx = t
+        self.sx.data = <const double *>cnp.PyArray_DATA(<cnp.ndarray>t[0])
+        self.sx.indices = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t[1])
+        self.sx.indptr = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>t[2])
+        self.sx.rows = NULL
+        self.sx.row0 = 0
+        self.sx.k = self.net.size[0]
+        self.sparse_x = True
+        return 0
+
+    cdef const CSR *_sx_ptr(self) noexcept nogil:
+        return &self.sx if self.sparse_x else NULL
+
+    cdef int _batch_x(self, Batch *b, object X) except -1:
+        """b.X, b.n ← X's checked float64 rows, or (b.X NULL) self.sx ← X as CSR."""
+        cdef cnp.ndarray x
+        if cnp.PyArray_Check(X):
+            x = check_rows(X, "X", self.net.size[0], -1)
+            b.n = cnp.PyArray_DIM(x, 0)
+            b.X = <const double *>cnp.PyArray_DATA(x)
+            self.sparse_x = False
+            self._sx = None
+        else:
+            self._csr(X)
+            b.n = X.shape[0]
+            b.X = NULL
+        return 0
+
     cdef int _update(self, Update *u, UpdateSpec spec) except -1:
         """u ← spec's update (none for None), the penalty on the weights."""
         if spec is None:
@@ -553,9 +615,7 @@ cdef class NetworkCore:
         """b ← the checked rows of X and their targets T (float64 rows, or
         int64 labels for cross entropy); whole: X's own rows, not a part."""
         cdef int dL = self.net.size[self.n_layers]
-        cdef cnp.ndarray x = check_rows(X, "X", self.net.size[0], -1)
-        b.n = cnp.PyArray_DIM(x, 0)
-        b.X = <const double *>cnp.PyArray_DATA(x)
+        self._batch_x(b, X)
         b.T = NULL
         b.labels = NULL
         b.r = NULL
@@ -574,8 +634,10 @@ cdef class NetworkCore:
         step on it (an UpdateSpec, whose t counts the step), as
         fastbp._optim's loops make it, the penalty on the weights.
 
-        loss, reduction: Loss and Reduction codes.  sample_weight: float64
-        (N,) weights, example i's cost weighing w_i N / Σ w."""
+        X: float64 rows, or a CSR matrix in the form fastbp.inputs.as_inputs
+        makes (canonical, float64, int64 indices).  loss, reduction: Loss and
+        Reduction codes.  sample_weight: float64 (N,) weights, example i's
+        cost weighing w_i N / Σ w."""
         _check_codes(loss, reduction)
         cdef Update u
         self._update(&u, update)
@@ -588,7 +650,7 @@ cdef class NetworkCore:
             check_row_weights(sample_weight, n, self.rowbuf)
             b.r = self.rowbuf
         cdef PassSpec p = PassSpec(loss, PASS_GRAD if (backward or update is not None) else PASS_LOSS,
-                                   loss_scale(reduction, n))
+                                   loss_scale(reduction, n), self._sx_ptr())
         self._prepare(n, self._plan(n, p.mode))
         cdef long t = 0
         if u.kind == UPD_ADAM:
@@ -613,7 +675,8 @@ cdef class NetworkCore:
 
         Batch b is rows order[b·batch_size:][:batch_size] of X and T, gathered
         into ``buffers`` = (X_buf, T_buf), each of at least batch_size rows
-        (order None: the rows in place, no copies).  Its loss is reduced by
+        (order None: the rows in place, no copies).  A CSR X (as in ``step``)
+        is never gathered: its rows are read through order, X_buf is None.  Its loss is reduced by
         ``reduction`` over the batch and weighted by sample_weight (each
         batch normalised by its weight sum; a batch of weight 0 is skipped),
         plus ``objective``'s terms (None: the loss alone).  After each
@@ -641,12 +704,13 @@ cdef class NetworkCore:
         cdef Gather g
         g.t_row = cnp.PyArray_NBYTES(<cnp.ndarray>T) // max(n, 1)
         g.x_row = k0 * sizeof(double)
-        g.xs = <const char *>whole.X
+        g.xs = <const char *>whole.X  # NULL for a CSR X: its rows are read in place
         g.ts = <const char *>(whole.T if whole.T != NULL else <const double *>whole.labels)
+        cdef const CSR *sx = self._sx_ptr()
         cdef const int64_t *idx = NULL
         if order is not None:
             idx = <const int64_t *>cnp.PyArray_DATA(check_row_indices(order, "order", n))
-            _buffers(buffers, batch_size, k0, T, g.t_row, &g.xb, &g.tb)
+            _buffers(buffers, batch_size, k0, T, g.t_row, &g.xb, &g.tb, sx != NULL)
         cdef const double *w = NULL
         if sample_weight is not None:
             w = <const double *>cnp.PyArray_DATA(check_vector(
@@ -682,9 +746,13 @@ cdef class NetworkCore:
             with nogil:
                 mb = min(batch_size, n - start)
                 b = _rows(&whole, start, mb, k0, dL)
+                self.sx.row0 = start
+                self.sx.rows = NULL
                 if idx != NULL:  # copied in _run, each part by its own thread
                     g.idx = idx + start
-                    b.X = <const double *>g.xb
+                    self.sx.rows = g.idx  # (CSR: batch row i is row order[start + i])
+                    if sx == NULL:
+                        b.X = <const double *>g.xb
                     if b.T != NULL:
                         b.T = <const double *>g.tb
                     else:
@@ -707,7 +775,7 @@ cdef class NetworkCore:
                     set_adam_step(&u, t, eps, eps_first)
                 u.kind = UPD_NONE if hook else kind  # the hook's turn comes first
                 if norm > 0.0:
-                    J = self._run(&b, PassSpec(loss, PASS_GRAD, loss_scale(reduction, mb)), &u,
+                    J = self._run(&b, PassSpec(loss, PASS_GRAD, loss_scale(reduction, mb), sx), &u,
                                   &g if idx != NULL else NULL, hook)
                 else:  # only the other processes' rows of this batch weigh
                     memset(self.grads, 0, self.n_params * sizeof(double))
@@ -731,11 +799,14 @@ cdef class NetworkCore:
         return total
 
     def forward(self, X, out):
-        """out = the network's output for X, in chunks of the workspace's rows."""
-        cdef cnp.ndarray x = check_rows(X, "X", self.net.size[0], -1)
-        cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), start, m
+        """out = the network's output for X (float64 rows or a CSR matrix), in
+        chunks of the workspace's rows."""
+        cdef Batch b
+        self._batch_x(&b, X)
+        cdef Py_ssize_t n = b.n, start, m
         cdef int L = self.n_layers, dL = self.net.size[L]
-        cdef const double *px = <const double *>cnp.PyArray_DATA(x)
+        cdef const double *px = b.X
+        cdef const CSR *sx = self._sx_ptr()
         cdef double *po = <double *>cnp.PyArray_DATA(check_rows(out, "out", dL, n))
         if self.capacity == 0:
             self.reserve(1)
@@ -743,7 +814,9 @@ cdef class NetworkCore:
             start = 0
             while start < n:
                 m = min(self.capacity, n - start)
-                _forward(&self.net, &self.work[0], px + start * self.net.size[0], m)
+                self.sx.row0 = start
+                _forward(&self.net, &self.work[0], px + start * self.net.size[0] if sx == NULL else NULL,
+                         sx, m)
                 memcpy(po + start * dL, self.work[0].A[L], m * dL * sizeof(double))
                 if self.output == OUT_SOFTMAX:
                     softmax_rows(po + start * dL, m, dL)
@@ -770,7 +843,7 @@ cdef class NetworkCore:
             rw = cnp.PyArray_EMPTY(1, [n], cnp.NPY_DOUBLE, 0)
             check_row_weights(sample_weight, n, <double *>cnp.PyArray_DATA(rw))
             whole.r = <const double *>cnp.PyArray_DATA(rw)
-        cdef PassSpec p = PassSpec(loss, PASS_NORMS, loss_scale(reduction, n))
+        cdef PassSpec p = PassSpec(loss, PASS_NORMS, loss_scale(reduction, n), self._sx_ptr())
         cdef Batch b
         with nogil:
             for i in range(n):
@@ -779,6 +852,7 @@ cdef class NetworkCore:
             while start < n:
                 m = min(self.capacity, n - start)
                 b = _rows(&whole, start, m, k0, dL)
+                self.sx.row0 = start
                 _pass(&self.net, &self.work[0], &b, p, po + start)
                 start += m
             for i in range(n):
@@ -795,22 +869,27 @@ cdef int _check_codes(int loss, int reduction) except -1:
 
 
 cdef int _buffers(object buffers, Py_ssize_t rows, int k0, object T, Py_ssize_t t_row,
-                  char **xb, char **tb) except -1:
-    """The data of an epoch's (X_buf, T_buf): rows of X and of T, C-contiguous."""
+                  char **xb, char **tb, bint sparse) except -1:
+    """The data of an epoch's (X_buf, T_buf): rows of X and of T, C-contiguous;
+    sparse: X is CSR, read in place, and X_buf must be None (xb ← NULL)."""
     try:
         X_buf, T_buf = buffers
     except (TypeError, ValueError):
         raise TypeError("buffers must be a pair (X_buf, T_buf) when order is given") from None
-    check_rows(X_buf, "X_buf", k0, -1)
-    if (not cnp.PyArray_Check(T_buf) or cnp.PyArray_DIM(X_buf, 0) < rows
+    if sparse:
+        if X_buf is not None:
+            raise ValueError("X_buf must be None for a CSR X (its rows are read in place)")
+    else:
+        check_rows(X_buf, "X_buf", k0, -1)
+    if (not cnp.PyArray_Check(T_buf)
+            or (not sparse and (cnp.PyArray_DIM(X_buf, 0) < rows or not cnp.PyArray_ISWRITEABLE(X_buf)))
             or cnp.PyArray_DIM(T_buf, 0) < rows
             or cnp.PyArray_TYPE(T_buf) != cnp.PyArray_TYPE(<cnp.ndarray>T)
             or not cnp.PyArray_IS_C_CONTIGUOUS(T_buf) or not cnp.PyArray_ISWRITEABLE(T_buf)
-            or not cnp.PyArray_ISWRITEABLE(X_buf)
             or cnp.PyArray_NBYTES(T_buf) // cnp.PyArray_DIM(T_buf, 0) != t_row):
         raise ValueError(f"X_buf and T_buf must hold {rows} rows of X and T "
                          f"(C-contiguous, writeable, T's dtype), got shapes "
                          f"{getattr(X_buf, 'shape', None)} and {getattr(T_buf, 'shape', None)}")
-    xb[0] = <char *>cnp.PyArray_DATA(<cnp.ndarray>X_buf)
+    xb[0] = NULL if sparse else <char *>cnp.PyArray_DATA(<cnp.ndarray>X_buf)
     tb[0] = <char *>cnp.PyArray_DATA(<cnp.ndarray>T_buf)
     return 0

@@ -3,9 +3,17 @@
 Run once per call of fit / predict / gradients, never per mini-batch.  The
 caller's arrays are never written: a conversion makes a copy, and an array
 that is already float64 and C-contiguous is used as it is, read-only.
+
+Sparse X (scipy.sparse, any format) becomes the one form the compiled sparse
+layer reads (``fastbp._sparse``): canonical CSR (sorted column numbers, no
+duplicates, summed), float64 data, int64 indices and indptr.  CSC and the
+other formats are converted once here, as scikit-learn does; a CSR that is
+already in that form is used as it is, anything else is a copy (the
+caller's matrix is never changed).
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from fastbp._enums import LOSSES
 from fastbp._checks import all_finite
@@ -26,8 +34,50 @@ def _finite(arr, name):
         raise ValueError(f"{name} holds NaN or infinity; clean the data or pass check_finite=False")
 
 
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array."""
+    return sp.issparse(X)
+
+
+def as_sparse_inputs(X, n_features, name="X", check_finite=True):
+    """A scipy.sparse X as canonical float64 CSR with int64 indices (see above)."""
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} columns (the network's input width), got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    csr = X if X.format == "csr" else X.tocsr()  # CSC, COO, LIL, ...: converted once
+    if not (csr.dtype == np.float64 and csr.indices.dtype == np.int64
+            and csr.indptr.dtype == np.int64 and csr.has_canonical_format):
+        # astype copies: the caller's matrix is never changed
+        csr = sp.csr_matrix((csr.data.astype(np.float64), csr.indices.astype(np.int64),
+                             csr.indptr.astype(np.int64)), shape=csr.shape)
+        if not csr.has_canonical_format:
+            csr.sum_duplicates()  # sorts the column numbers, sums duplicates
+        # scipy narrows index arrays where it can (here, and in copy() or
+        # row indexing: see take_rows); the core reads int64
+        csr.indices = csr.indices.astype(np.int64, copy=False)
+        csr.indptr = csr.indptr.astype(np.int64, copy=False)
+    if check_finite:
+        _finite(csr.data, name)
+    return csr
+
+
+def take_rows(X, rows):
+    """Rows ``rows`` (an index array or a slice) of X, dense or sparse, in
+    the form the core reads (scipy's row indexing may narrow the indices)."""
+    part = X[rows]
+    if is_sparse(part):
+        part = as_sparse_inputs(part, X.shape[1], check_finite=False)
+    return part
+
+
 def as_inputs(X, n_features, name="X", check_finite=True):
-    """X as a C-contiguous float64 (N, n_features) array."""
+    """X as a C-contiguous float64 (N, n_features) array, or a scipy.sparse X
+    as canonical float64 CSR with int64 indices (``as_sparse_inputs``)."""
+    if is_sparse(X):
+        return as_sparse_inputs(X, n_features, name, check_finite)
     arr = _numeric(X, name)
     if arr.ndim != 2:
         raise ValueError(

@@ -31,7 +31,7 @@ import numpy as np
 from fastbp import _network, checkpoint, distributed, training
 from fastbp._enums import ACTIVATIONS, LOSSES, OUTPUTS, REDUCTIONS, Output, Update, code
 from fastbp._optim import UpdateSpec
-from fastbp.inputs import as_inputs, as_sample_weight, as_targets
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse
 from fastbp.optim import SGD, make_optimizer
 
 __all__ = ["MLP", "ACTIVATIONS", "OUTPUT_ACTIVATIONS", "LOSSES"]
@@ -309,18 +309,22 @@ class MLP:
     # -- inference ---------------------------------------------------------
 
     def forward(self, X):
-        """Y = the network's output for X, a C-contiguous float64 (N, sizes[0]) array.
+        """Y = the network's output for X, a C-contiguous float64 (N, sizes[0]) array
+        or a canonical float64 CSR matrix with int64 indices (``predict``
+        converts any sparse X to that, once).
 
         Returns a new (N, sizes[-1]) array.  Use ``predict`` for array-likes.
         """
-        n = X.shape[0] if isinstance(X, np.ndarray) and X.ndim == 2 else 0
+        n = X.shape[0] if (isinstance(X, np.ndarray) or is_sparse(X)) and X.ndim == 2 else 0
         out = np.empty((n, self._sizes[-1]))
         with self.in_use("forward") as core:  # the workspace is shared with training
             core.reserve(min(n, _CHUNK))
             return core.forward(X, out)
 
     def predict(self, X, check_finite=True):
-        """``forward`` for any array-like X (converted once to float64, checked)."""
+        """``forward`` for any array-like X (converted once to float64, checked);
+        a scipy.sparse X (any format) is converted once to CSR and never
+        densified (see ``fastbp.inputs``)."""
         X = as_inputs(X, self._sizes[0], "X", check_finite)
         return self.forward(X)
 
@@ -328,6 +332,8 @@ class MLP:
 
     def gradients(self, X, T, loss="squared_error", reduction="sum", sample_weight=None):
         """(loss, grad_weights, grad_biases) of the loss on the batch (X, T).
+
+        X: an array-like, or scipy.sparse (converted once to CSR, as in ``predict``).
 
         loss="squared_error": "sum" J = Σ (T − Y)², δY = 2(Y − T); "half" ½ Σ,
         δY = Y − T; "mean" "sum" divided by the N rows.  loss="cross_entropy":
@@ -391,8 +397,10 @@ class MLP:
         Forward, loss, backward into ``grads``, then the optimiser's update
         of ``params``; no shuffling, nothing allocated once the workspace
         for this batch size exists.  X must be a C-contiguous float64
-        (N, sizes[0]) array, T float64 (N, sizes[-1]) (or int64 labels (N,)
-        for cross_entropy): no conversion is made here (see ``fit``).
+        (N, sizes[0]) array (or a sparse X in the form
+        ``fastbp.inputs.as_inputs`` makes: canonical float64 CSR with int64
+        indices), T float64 (N, sizes[-1]) (or int64 labels (N,) for
+        cross_entropy): no conversion is made here (see ``fit``).
 
         optimizer: None is plain SGD with ``lr`` (default 0.01), fused into
         the compiled pass; a name ("sgd", "momentum", "nesterov", "adam")
@@ -444,6 +452,10 @@ class MLP:
         history["val_loss"]: the loss on ``validation_data=(X_val, T_val)``
         after each epoch, when given.
 
+        X (and X_val) may be scipy.sparse (any format, converted once to
+        CSR): the first layer then runs on the stored entries, and the
+        shuffled batches read its rows in place (no dense copy of X).
+
         optimizer: "sgd", "momentum", "nesterov", "adam" (made with ``lr`` and
         ``weight_decay``, an L2 penalty on the weights) or an Optimizer
         object (``lr``, when given, overrides its own).
@@ -491,7 +503,8 @@ class MLP:
                    sample_weight=sample_weight)
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
-        """The loss of the network on a data set (forward only, in chunks)."""
+        """The loss of the network on a data set (forward only, in chunks);
+        X dense or scipy.sparse, as in ``predict``."""
         lc, rc = self.loss_codes(loss, reduction)
         X = as_inputs(X, self._sizes[0], "X", check_finite)
         T = as_targets(T, X.shape[0], self._sizes[-1], loss, "T", check_finite)

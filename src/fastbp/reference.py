@@ -113,6 +113,32 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
     return dX, dW, db
 
 
+def csr_forward(X, W, b, activation="identity", out=None, *, Z=None):
+    """fastbp._sparse's twin: Z = X Wᵀ + b, Y = g(Z) for a scipy.sparse X
+    (scipy's own sparse product, never densified); Z (silu only) is written
+    when given."""
+    g = _G[_name(activation, ACTIVATIONS, "activation")]
+    if Z is not None and activation not in _G_PRIME_OF_Z:
+        raise ValueError(f"csr_forward: Z is kept for activation 'silu' only, not {activation!r}")
+    pre = np.asarray(X @ W.T) + b
+    if Z is not None:
+        Z[...] = pre
+    return _store(out, g(pre))
+
+
+def csr_backward(dY, X, Y, activation="identity", *, Z=None):
+    """fastbp._sparse's twin: δZ = δY ⊙ g'(Y) (silu: g'(Z)), δW = δZᵀ X
+    (= (Xᵀ δZ)ᵀ with scipy's sparse product), δb = Σ_rows δZ; no δX (X is
+    the input)."""
+    _name(activation, ACTIVATIONS, "activation")
+    if activation in _G_PRIME_OF_Z and Z is None:
+        raise ValueError(f"csr_backward: activation {activation!r} needs Z")
+    if activation not in _G_PRIME_OF_Z and Z is not None:
+        raise ValueError(f"csr_backward: Z is for activation 'silu' only, not {activation!r}")
+    dZ = dY * _g_prime(activation, Y, Z)
+    return np.ascontiguousarray(np.asarray(X.T @ dZ).T), dZ.sum(axis=0)
+
+
 def squared_error(Y, T, reduction="sum", out=None):
     """Squared-error loss and its gradient with respect to Y.
 

@@ -78,6 +78,8 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
 from fastbp._kernels import dense_forward
 from fastbp._losses import softmax
 from fastbp._network import Objective
+from fastbp._sparse import csr_forward
+from fastbp.inputs import as_sparse_inputs, is_sparse, take_rows
 from fastbp.network import MLP
 from fastbp.optim import SGD, Adam, Momentum
 
@@ -362,6 +364,11 @@ class _BaseMLP(BaseEstimator):
         self._adopt(net, dtype)
         return net
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR / CSC X (see _SPARSE)
+        return tags
+
     def __getstate__(self):
         # the compiled network is rebuilt from coefs_ when next trained
         state = super().__getstate__()
@@ -384,13 +391,13 @@ class _BaseMLP(BaseEstimator):
 
     def _forward(self, X):
         """Output-layer pre-activations (float64) for the checked X, from coefs_."""
-        A = np.ascontiguousarray(X, dtype=np.float64)
+        A = _core_X(X)
         act = _ACTIVATION[self.activation]
         last = len(self.coefs_) - 1
         for i, (c, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            A = dense_forward(A, np.ascontiguousarray(c.T, dtype=np.float64),
-                              np.ascontiguousarray(b, dtype=np.float64),
-                              "identity" if i == last else act)
+            layer = csr_forward if i == 0 and is_sparse(A) else dense_forward
+            A = layer(A, np.ascontiguousarray(c.T, dtype=np.float64),
+                      np.ascontiguousarray(b, dtype=np.float64), "identity" if i == last else act)
         return A
 
     # -- training --------------------------------------------------------------
@@ -417,7 +424,7 @@ class _BaseMLP(BaseEstimator):
         # float32 X: float32 coefs_ and predictions, as scikit-learn's; the
         # core computes in float64 (X converted once)
         dtype = X.dtype
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X = _core_X(X)
         sw = self._sample_weight(X, y_score, sample_weight, incremental)
         self._random_state = rs = check_random_state(self.random_state)
         n_out = self.n_outputs_
@@ -514,7 +521,7 @@ class _BaseMLP(BaseEstimator):
             a[...] = theta[start:start + a.size].reshape(a.shape)
             start += a.size
         net = self._ensure_net()
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X = _core_X(X)
         T = self._targets_of_binarized(np.asarray(y))
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, np.float64)
         value, _ = self._lbfgs_objective(net, X, T, sw)(net.params.copy())
@@ -532,8 +539,9 @@ class _BaseMLP(BaseEstimator):
                 "The validation set is too small. Increase 'validation_fraction' or the size "
                 "of your dataset.")
         if sw is None:
-            return X[train], T[train], None, X[val], y_score[val], None
-        return X[train], T[train], sw[train], X[val], y_score[val], sw[val]
+            return take_rows(X, train), T[train], None, take_rows(X, val), y_score[val], None
+        return (take_rows(X, train), T[train], sw[train], take_rows(X, val), y_score[val],
+                sw[val])
 
     def _fit_stochastic(self, net, X, T, y_score, sw, strat, incremental, rs):
         if self.early_stopping:
@@ -546,7 +554,9 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             bs = int(np.clip(self.batch_size, 1, n))
-        X_buf, T_buf = np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], T.dtype)
+        # a CSR X is read in place (its batches' rows through order): no X buffer
+        X_buf = None if is_sparse(X) else np.empty((bs,) + X.shape[1:])
+        T_buf = np.empty((bs,) + T.shape[1:], T.dtype)
         sk_opt, c, alpha = self._optimizer, self._grad_scale, float(self.alpha)
         opt = sk_opt.optimizer
         loss, scale = self._objective(T)
@@ -666,7 +676,22 @@ class _BaseMLP(BaseEstimator):
 
     def _check_X(self, X):
         check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C")
+        return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32), order="C",
+                              accept_sparse=_SPARSE)
+
+
+# Sparse X: CSR and CSC pass validate_data (other formats are converted to
+# CSR there, as scikit-learn does), then _core_X makes the one form the
+# compiled sparse layer reads (canonical CSR, int64 indices; CSC converted).
+_SPARSE = ["csr", "csc"]
+
+
+def _core_X(X):
+    """A validated X as the compiled core reads it: float64 (float32 X is
+    converted once), a sparse X in the form of _SPARSE."""
+    if is_sparse(X):
+        return as_sparse_inputs(X, X.shape[1], check_finite=False)
+    return np.ascontiguousarray(X, dtype=np.float64)
 
 
 _REGRESSION_LOSSES = ("squared_error", "poisson")
@@ -720,7 +745,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.loss not in _REGRESSION_LOSSES:
             raise ValueError(f"loss must be one of {_REGRESSION_LOSSES}, got {self.loss!r}")
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True,
-                              dtype=(np.float64, np.float32), order="C")
+                              dtype=(np.float64, np.float32), order="C", accept_sparse=_SPARSE)
         T = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
         if self.loss == "poisson" and (T < 0).any():
             i, j = np.unravel_index(int(np.argmax(T < 0)), T.shape)
@@ -883,7 +908,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_training_data(self, X, y, incremental, reset):
         classes = getattr(self, "_pending_classes", None)  # partial_fit's classes=
         X, y = _validate_data(self, X, y, reset=reset, multi_output=True,
-                              dtype=(np.float64, np.float32), order="C")
+                              dtype=(np.float64, np.float32), order="C", accept_sparse=_SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         multilabel = y.ndim == 2 and type_of_target(y).startswith("multilabel")

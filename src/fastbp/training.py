@@ -28,7 +28,7 @@ from fastbp._checks import all_finite
 from fastbp._enums import Reduction
 from fastbp._losses import loss_scale
 from fastbp.distributed import FitSync
-from fastbp.inputs import as_inputs, as_sample_weight, as_targets
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse, take_rows
 from fastbp.optim import make_optimizer
 from fastbp.sync import LocalSync
 
@@ -104,7 +104,7 @@ def dataset_loss(core, X, T, loss_code, reduction_code):
     chunk = max(core.capacity, min(n, EVAL_CHUNK), 1)
     total = 0.0
     for start in range(0, n, chunk):
-        total += core.step(X[start:start + chunk], T[start:start + chunk], loss=loss_code,
+        total += core.step(take_rows(X, slice(start, start + chunk)), T[start:start + chunk], loss=loss_code,
                            reduction=Reduction.RED_SUM, backward=False)
     return total * loss_scale(reduction_code, n)  # (0 for no rows)
 
@@ -242,7 +242,9 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
         if shuffle:
             rng = np.random.default_rng(sync.shuffle_seed(seed))
             order = np.arange(n, dtype=np.int64)
-            buffers = (np.empty((bs,) + X.shape[1:]), np.empty((bs,) + T.shape[1:], dtype=T.dtype))
+            # (a CSR X is read in place, its rows through order: no X buffer)
+            buffers = (None if is_sparse(X) else np.empty((bs,) + X.shape[1:]),
+                       np.empty((bs,) + T.shape[1:], dtype=T.dtype))
         params, grads = net.params, net.grads
         spec = opt.update_spec(params, step_lr)  # None: the optimiser's own step, after the hook
         after = sync.after_gradient(grads)
