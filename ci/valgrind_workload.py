@@ -19,12 +19,13 @@ for n, k, d in SHAPES:
     fastbp.matmul_abt_backward(dY, X, W)
     fastbp.matmul_abt_backward(dY, X, W, dA=np.empty((n, k)), dB=np.empty((d, k)))
     for act in fastbp.ACTIVATIONS:
-        Y = fastbp.dense_forward(X, W, b, act)
-        fastbp.dense_forward(X, W, b, act, out=np.empty((n, d)))
-        fastbp.dense_backward(dY, X, W, Y, act)
-        fastbp.dense_backward(dY, X, W, Y, act, need_dX=False)
+        z = {"Z": np.empty((n, d))} if act == "silu" else {}  # silu keeps its Z
+        Y = fastbp.dense_forward(X, W, b, act, **z)
+        fastbp.dense_forward(X, W, b, act, out=np.empty((n, d)), **z)
+        fastbp.dense_backward(dY, X, W, Y, act, **z)
+        fastbp.dense_backward(dY, X, W, Y, act, need_dX=False, **z)
         fastbp.dense_backward(dY, X, W, Y, act, dX=np.empty((n, k)), dW=np.empty((d, k)),
-                              db=np.empty(d))
+                              db=np.empty(d), **z)
     for red in fastbp.REDUCTIONS:
         fastbp.squared_error(dY, T, red)
         fastbp.squared_error(dY, T, red, out=np.empty((n, d)))
@@ -52,6 +53,18 @@ if MLP is not None:
     for _ in range(3):
         clf.train_step(X, onehot, lr=0.01, loss="cross_entropy")
     net.fit(X, T, epochs=2, batch_size=16, lr=0.01, seed=0)
+    # the fused losses on the logits, and a silu layer's Z
+    multi = MLP([8, 16, 3], activation="silu", output_activation="sigmoid", seed=2)
+    multi.fit(X, (T > 0).astype(float), epochs=2, batch_size=16, lr=0.01, seed=0,
+              loss="binary_cross_entropy")
+    counts = MLP([8, 16, 3], activation="softplus", output_activation="exp", seed=3)
+    counts.fit(X, np.abs(T), epochs=2, batch_size=16, lr=0.01, seed=0, loss="poisson")
+    # a CSR X's first layer (fastbp._sparse), shuffled batches read in place
+    import scipy.sparse as sp
+    Xs = sp.random(64, 200, density=0.05, format="csr", random_state=0)
+    wide = MLP([200, 16, 3], activation="silu", seed=4)
+    wide.fit(Xs, T, epochs=2, batch_size=16, lr=0.01, seed=0)
+    wide.predict(Xs)
 else:
     W1, b1 = rng.standard_normal((16, 8)), np.zeros(16)
     W2, b2 = rng.standard_normal((3, 16)), np.zeros(3)

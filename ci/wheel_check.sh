@@ -30,6 +30,9 @@ echo "built $WHEEL"
 "$WORK/venv/bin/python" -m pip install "${SRC}/${WHEEL}[${EXTRAS}]"
 # an MPI runtime for the mpi extra's tests (mpiexec lands next to the venv's python)
 case ",$EXTRAS," in *,mpi,*) "$WORK/venv/bin/python" -m pip install mpich ;; esac
+# pandas (not a dependency) so that scikit-learn's own test_mlp.py, run
+# against fastbp.sklearn by tests/test_sklearn_suite.py, skips nothing
+case ",$EXTRAS," in *,sklearn,*) "$WORK/venv/bin/python" -m pip install pandas ;; esac
 
 # 3. the tests (and the docs and examples they check), away from the source tree
 mkdir "$WORK/run"

@@ -2,7 +2,7 @@
  *
  * Kept apart from _fastmath.h (the layers' activations and epilogues): the
  * same conventions (_simd.h's multiversioning and floating-point pragmas,
- * fma only where the code says fb_lm_madd(..., use_fma)), nothing shared.
+ * fma only where the code says fb_madd(..., use_fma), from _fastmath.h).
  *
  * Binary cross entropy takes log(1 + e) for e = exp(-|z|) in [0, 1] per
  * element; libm's log1p is a scalar call of ~15 ns, several times the rest of
@@ -13,18 +13,9 @@
 
 #include <stdint.h>
 
-#include "_simd.h" /* FB_INLINE, FB_MULTIVERSION, FB_FP_BEGIN ... */
+#include "_fastmath.h" /* fb_madd, and through it _simd.h: FB_INLINE, FB_MULTIVERSION, ... */
 
 FB_FP_BEGIN
-
-FB_INLINE double fb_lm_madd(double a, double b, double c, int use_fma)
-{
-#if defined(__GNUC__)
-    return use_fma ? __builtin_fma(a, b, c) : a * b + c;
-#else
-    return use_fma ? fma(a, b, c) : a * b + c;
-#endif
-}
 
 /* ==== log1p on [0, 1] =======================================================
  * u = 1 + x rounded, c = x - (u - 1) its rounding error (exact: u - 1 is
@@ -52,17 +43,17 @@ FB_INLINE double fb_log1p_unit_core(double x, int use_fma)
     double s = f / (2.0 + f);
     double z = s * s;
     double w = z * z;
-    double t1 = w * fb_lm_madd(w, fb_lm_madd(w, 1.531383769920937332e-01, 2.222219843214978396e-01,
+    double t1 = w * fb_madd(w, fb_madd(w, 1.531383769920937332e-01, 2.222219843214978396e-01,
                                              use_fma),
                                3.999999999940941908e-01, use_fma);
-    double t2 = z * fb_lm_madd(w, fb_lm_madd(w, fb_lm_madd(w, 1.479819860511658591e-01,
+    double t2 = z * fb_madd(w, fb_madd(w, fb_madd(w, 1.479819860511658591e-01,
                                                            1.818357216161805012e-01, use_fma),
                                              2.857142874366239149e-01, use_fma),
                                6.666666666666735130e-01, use_fma);
     double R = t2 + t1;
     double hfsq = 0.5 * f * f;
     /* k ln2_lo and the rounding of u join the small terms */
-    double small = fb_lm_madd(k, FB_LM_LN2_LO, c / u, use_fma);
+    double small = fb_madd(k, FB_LM_LN2_LO, c / u, use_fma);
     return k * FB_LM_LN2_HI - ((hfsq - (s * (hfsq + R) + small)) - f);
 }
 

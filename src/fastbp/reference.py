@@ -84,12 +84,21 @@ def matmul_abt_backward(dC, A, B, dA=None, dB=None):
     return _store(dA, dC @ B), _store(dB, dC.T @ A)
 
 
+def _check_z(fn, activation, Z, required):
+    """Z, silu's pre-activation: refused for the activations whose g' comes
+    from Y, and needed (``required``) by silu's backward."""
+    _name(activation, ACTIVATIONS, "activation")
+    if activation in _G_PRIME_OF_Z and Z is None and required:
+        raise ValueError(f"{fn}: activation {activation!r} needs Z")
+    if activation not in _G_PRIME_OF_Z and Z is not None:
+        raise ValueError(f"{fn}: Z is for activation 'silu' only, not {activation!r}")
+
+
 def dense_forward(X, W, b, activation="identity", out=None, *, Z=None):
     """Z = X Wᵀ + b, Y = g(Z) (eqs 10, 11, one example per row); Z (silu
     only) is written when given."""
-    g = _G[_name(activation, ACTIVATIONS, "activation")]
-    if Z is not None and activation not in _G_PRIME_OF_Z:
-        raise ValueError(f"dense_forward: Z is kept for activation 'silu' only, not {activation!r}")
+    _check_z("dense_forward", activation, Z, False)
+    g = _G[activation]
     pre = X @ W.T + b
     if Z is not None:
         Z[...] = pre
@@ -101,11 +110,7 @@ def dense_backward(dY, X, W, Y, activation="identity", dX=None, dW=None,
     """δZ = δY ⊙ g'(Z) (21), δb = Σ_rows δZ (22), δW = δZᵀ X (23), δX = δZ W (24).
 
     g' from Y, or from Z for silu (which requires Z)."""
-    _name(activation, ACTIVATIONS, "activation")
-    if activation in _G_PRIME_OF_Z and Z is None:
-        raise ValueError(f"dense_backward: activation {activation!r} needs Z")
-    if activation not in _G_PRIME_OF_Z and Z is not None:
-        raise ValueError(f"dense_backward: Z is for activation 'silu' only, not {activation!r}")
+    _check_z("dense_backward", activation, Z, True)
     dZ = dY * _g_prime(activation, Y, Z)
     db = _store(db, dZ.sum(axis=0))
     dW = _store(dW, dZ.T @ X)
@@ -117,9 +122,8 @@ def csr_forward(X, W, b, activation="identity", out=None, *, Z=None):
     """fastbp._sparse's twin: Z = X Wᵀ + b, Y = g(Z) for a scipy.sparse X
     (scipy's own sparse product, never densified); Z (silu only) is written
     when given."""
-    g = _G[_name(activation, ACTIVATIONS, "activation")]
-    if Z is not None and activation not in _G_PRIME_OF_Z:
-        raise ValueError(f"csr_forward: Z is kept for activation 'silu' only, not {activation!r}")
+    _check_z("csr_forward", activation, Z, False)
+    g = _G[activation]
     pre = np.asarray(X @ W.T) + b
     if Z is not None:
         Z[...] = pre
@@ -130,11 +134,7 @@ def csr_backward(dY, X, Y, activation="identity", *, Z=None):
     """fastbp._sparse's twin: δZ = δY ⊙ g'(Y) (silu: g'(Z)), δW = δZᵀ X
     (= (Xᵀ δZ)ᵀ with scipy's sparse product), δb = Σ_rows δZ; no δX (X is
     the input)."""
-    _name(activation, ACTIVATIONS, "activation")
-    if activation in _G_PRIME_OF_Z and Z is None:
-        raise ValueError(f"csr_backward: activation {activation!r} needs Z")
-    if activation not in _G_PRIME_OF_Z and Z is not None:
-        raise ValueError(f"csr_backward: Z is for activation 'silu' only, not {activation!r}")
+    _check_z("csr_backward", activation, Z, True)
     dZ = dY * _g_prime(activation, Y, Z)
     return np.ascontiguousarray(np.asarray(X.T @ dZ).T), dZ.sum(axis=0)
 
