@@ -13,7 +13,7 @@ X, T = rng.normal(size=(32, 3)), rng.normal(size=(32, 1))
 net = MLP([3, 4, 1], activation="identity", seed=0)
 result = {}
 try:
-    net.fit(X, T, epochs=500, batch_size=8, lr=0.5, optimizer="sgd", comm=COMM)
+    net.fit(X, T, epochs=500, batch_size=8, lr=5.0, optimizer="sgd", comm=COMM)
     result["error"] = None
 except DivergenceError as err:
     result["error"] = [err.epoch, len(err.history["loss"]), bool(np.isfinite(net.params).all())]
