@@ -49,6 +49,10 @@ cdef cnp.ndarray check_row_indices(object a, str name, Py_ssize_t n)
 cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
                               tuple inputs, tuple input_names)
 
+# check_output for any shape of up to 3 dimensions (a tuple)
+cdef cnp.ndarray check_output_shape(object out, str name, tuple shape, tuple inputs,
+                                    tuple input_names)
+
 # a.shape[i] == b.shape[j], or a ValueError saying so for ``what``
 cdef inline int check_same_dim(str what, str n1, cnp.ndarray a, int i, str n2, cnp.ndarray b,
                                int j) except -1:

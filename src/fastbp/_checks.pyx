@@ -107,24 +107,26 @@ cdef cnp.ndarray check_row_indices(object a, str name, Py_ssize_t n):
 
 cdef cnp.ndarray check_output(object out, str name, Py_ssize_t rows, Py_ssize_t cols, int ndim,
                               tuple inputs, tuple input_names):
-    cdef cnp.npy_intp dims[2]
+    cdef tuple shape = (<object>rows, <object>cols) if ndim == 2 else (<object>cols,)
+    return check_output_shape(out, name, shape, inputs, input_names)
+
+
+cdef cnp.ndarray check_output_shape(object out, str name, tuple shape, tuple inputs,
+                                    tuple input_names):
+    cdef int ndim = len(shape), i
+    cdef cnp.npy_intp dims[3]
     cdef cnp.ndarray arr
-    cdef Py_ssize_t i
-    dims[0] = rows
-    dims[1] = cols
     if out is None:
-        if ndim == 1:
-            dims[0] = cols
+        for i in range(ndim):
+            dims[i] = shape[i]
         return cnp.PyArray_EMPTY(ndim, dims, cnp.NPY_DOUBLE, 0)
     if not cnp.PyArray_Check(out):
         raise TypeError(f"{name} must be a numpy.ndarray of float64 or None, got {type(out).__name__}")
     arr = <cnp.ndarray>out
-    cdef object want = (rows, cols) if ndim == 2 else (<object>cols,)
     if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_ISNOTSWAPPED(arr):
         raise ValueError(f"{name} must have dtype float64, got {arr.dtype}")
-    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_DIM(arr, ndim - 1) != cols
-            or (ndim == 2 and cnp.PyArray_DIM(arr, 0) != rows)):
-        raise ValueError(f"{name} must have shape {want}, got {_shape(arr)}")
+    if (<object>arr).shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {_shape(arr)}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr):
         raise ValueError(f"{name} must be C-contiguous and aligned, got strides {_strides(arr)}")
     if not cnp.PyArray_ISWRITEABLE(arr):

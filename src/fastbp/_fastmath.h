@@ -424,6 +424,64 @@ FB_INLINE void fb_backward_row(const double *dy, const double *y, const double *
     }
 }
 
+/* ==== g' and g'' alone (the derivative passes: fastbp._derivatives) =======
+ * G[i] = g'(z_i) from Y (silu: from Z), the same expressions as
+ * fb_backward_row; G2[i] = g''(z_i), likewise from Y (silu: Z):
+ * sigmoid (1 - 2y) y (1 - y); tanh -2y (1 - y^2); elu (y <= 0) y + 1;
+ * softplus s (1 - s), s = sigmoid(z) = -expm1(-y); silu s (1 - s)(2 + z (1 - 2s));
+ * identity, relu, leaky relu 0 (relu's kink: 0, almost everywhere).  No fma,
+ * as in the backward epilogue. */
+FB_INLINE void fb_activation_prime_impl(const double *Y, const double *Z, double *G, int64_t m,
+                                           int act, int use_fma)
+{
+    int64_t i;
+    (void)use_fma;
+    switch (act) {
+    case FB_ACT_SIGMOID: for (i = 0; i < m; i++) G[i] = Y[i] * (1.0 - Y[i]); break;
+    case FB_ACT_TANH: for (i = 0; i < m; i++) G[i] = 1.0 - Y[i] * Y[i]; break;
+    case FB_ACT_RELU: for (i = 0; i < m; i++) G[i] = Y[i] > 0.0 ? 1.0 : 0.0; break;
+    case FB_ACT_LEAKY_RELU:
+        for (i = 0; i < m; i++) G[i] = Y[i] > 0.0 ? 1.0 : FB_FM_LEAKY_SLOPE;
+        break;
+    case FB_ACT_ELU: for (i = 0; i < m; i++) G[i] = Y[i] > 0.0 ? 1.0 : Y[i] + 1.0; break;
+    case FB_ACT_SOFTPLUS: for (i = 0; i < m; i++) G[i] = -fb_expm1_core(-Y[i], 0); break;
+    case FB_ACT_SILU:
+        for (i = 0; i < m; i++) {
+            double s = fb_sigmoid_core(Z[i], 0);
+            G[i] = s * (1.0 + Z[i] * (1.0 - s));
+        }
+        break;
+    default: for (i = 0; i < m; i++) G[i] = 1.0; break;
+    }
+}
+
+FB_INLINE void fb_activation_second_impl(const double *Y, const double *Z, double *G2,
+                                            int64_t m, int act, int use_fma)
+{
+    int64_t i;
+    (void)use_fma;
+    switch (act) {
+    case FB_ACT_SIGMOID:
+        for (i = 0; i < m; i++) G2[i] = (1.0 - 2.0 * Y[i]) * (Y[i] * (1.0 - Y[i]));
+        break;
+    case FB_ACT_TANH: for (i = 0; i < m; i++) G2[i] = -2.0 * Y[i] * (1.0 - Y[i] * Y[i]); break;
+    case FB_ACT_ELU: for (i = 0; i < m; i++) G2[i] = Y[i] > 0.0 ? 0.0 : Y[i] + 1.0; break;
+    case FB_ACT_SOFTPLUS:
+        for (i = 0; i < m; i++) {
+            double s = -fb_expm1_core(-Y[i], 0);
+            G2[i] = s * (1.0 - s);
+        }
+        break;
+    case FB_ACT_SILU:
+        for (i = 0; i < m; i++) {
+            double s = fb_sigmoid_core(Z[i], 0);
+            G2[i] = s * (1.0 - s) * (2.0 + Z[i] * (1.0 - 2.0 * s));
+        }
+        break;
+    default: for (i = 0; i < m; i++) G2[i] = 0.0; break;
+    }
+}
+
 /* db[j] is added in row order i = 0..n-1 starting from +0.0.  For narrow rows
  * the j loop is short, but nothing here is costly enough to restructure for,
  * and the order of db must stay as it is.  No fma (the use_fma argument is
@@ -522,6 +580,15 @@ FB_MULTIVERSION(fb_backward_epilogue,
                    (const double *dY, const double *Y, const double *Z, double *dZ, double *db,
                     int64_t n, int64_t d, int act),
                    (dY, Y, Z, dZ, db, n, d, act))
+
+/* G[i] = g'(z_i), G2[i] = g''(z_i), from Y (silu: from Z, which may be NULL
+ * otherwise); m elements. */
+FB_MULTIVERSION(fb_activation_prime,
+                   (const double *Y, const double *Z, double *G, int64_t m, int act),
+                   (Y, Z, G, m, act))
+FB_MULTIVERSION(fb_activation_second,
+                   (const double *Y, const double *Z, double *G2, int64_t m, int act),
+                   (Y, Z, G2, m, act))
 
 /* dY[i] = grad_scale * (Y[i] - T[i]);  returns loss_scale * sum (T[i]-Y[i])^2
  * in the fixed order above.  dY may be NULL (loss only) and may equal Y or T. */

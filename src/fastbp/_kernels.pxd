@@ -29,6 +29,21 @@ cdef struct LayerOut:
     double *Y
     double *Z
 
+# One operand of a row-major product: op(M) is M, or Mᵀ when trans; ld its
+# row stride.
+cdef struct Operand:
+    const double *p
+    int ld
+    bint trans
+
+# Row-major C (m×n, row stride ldc) = op(A) op(B) through DGEMM; threads as below.
+cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
+                  int threads) noexcept nogil
+
+# Row-major C += op(A) op(B) (the BLAS's own threads).
+cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C,
+                      int ldc) noexcept nogil
+
 # ``threads``: how many threads the BLAS may use for a call; 0 asks the BLAS,
 # 1 says the caller runs it on one of its own threads (then products OpenBLAS
 # would thread are made in pieces it runs on the calling thread, and the
@@ -42,6 +57,19 @@ cdef void dense_forward_kernel(const double *X, const double *W, const double *b
 # The bias and activation epilogue alone, on Z = X Wᵀ already in out.Y (for a
 # caller that made the product itself): out.Y = g(out.Y + b), out.Z as above.
 cdef void dense_epilogue_kernel(const double *b, LayerOut out, Shape s, int act) noexcept nogil
+
+# C = A Bᵀ, A (n, k), B (d, k), by the fastest form for the shape
+cdef void matmul_abt_kernel(const double *A, const double *B, double *C, Shape s,
+                            int threads) noexcept nogil
+
+# δA = δC B, δB = δCᵀ A; either output may be NULL (not wanted)
+cdef void matmul_abt_backward_kernel(const double *dC, const double *A, const double *B,
+                                     double *dA, double *dB, Shape s, int threads) noexcept nogil
+
+# The derivative epilogue alone: dZ = dY ⊙ g'(out.Y) (silu: g'(out.Z)) and
+# db = Σ_rows dZ (db overwritten; dZ NULL for identity: db = Σ_rows dY).
+cdef void dense_backward_epilogue_kernel(const double *dY, LayerOut out, double *dZ, double *db,
+                                         Shape s, int act) noexcept nogil
 
 # δZ = δY ⊙ g'(Y) (silu: g'(Z), from out.Z); δb = Σ_rows δZ; δW = δZᵀ X;
 # δX = δZ W.  Returns 0, or -1 when no scratch memory could be had.

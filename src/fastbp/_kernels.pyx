@@ -74,15 +74,9 @@ cdef enum:
 # GEMM, row-major, through the BLAS
 # ---------------------------------------------------------------------------
 
-# One operand of a row-major product: op(M) is M, or Mᵀ when trans.
-cdef struct Operand:
-    const double *p
-    int ld
-    bint trans
-
-
-cdef void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) noexcept nogil:
-    """Row-major C (m×n) = op(A) op(B).
+cdef void _gemm_beta(int m, int n, int k, Operand A, Operand B, double beta, double *C,
+                     int ldc) noexcept nogil:
+    """Row-major C (m×n) = op(A) op(B) + beta C.
 
     A row-major matrix is its own transpose in column-major, so the BLAS is
     asked for Cᵀ = op(B)ᵀ op(A)ᵀ: swap the operands, keep the trans flags.
@@ -90,15 +84,25 @@ cdef void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) n
     cdef int i
     cdef char ta = b'T' if A.trans else b'N'
     cdef char tb = b'T' if B.trans else b'N'
-    cdef double one = 1.0, zero = 0.0
+    cdef double one = 1.0
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum, and never reach BLAS with ld = 0
-        for i in range(m):
-            memset(C + <Py_ssize_t>i * ldc, 0, n * sizeof(double))
+        if beta == 0.0:
+            for i in range(m):
+                memset(C + <Py_ssize_t>i * ldc, 0, n * sizeof(double))
         return
     dgemm(&tb, &ta, &n, &m, &k, &one, <double *>B.p, &B.ld, <double *>A.p, &A.ld,
-          &zero, C, &ldc)
+          &beta, C, &ldc)
+
+
+cdef inline void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) noexcept nogil:
+    _gemm_beta(m, n, k, A, B, 0.0, C, ldc)
+
+
+cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C,
+                      int ldc) noexcept nogil:
+    _gemm_beta(m, n, k, A, B, 1.0, C, ldc)
 
 
 cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
@@ -240,6 +244,11 @@ cdef void dense_forward_kernel(const double *X, const double *W, const double *b
 
 cdef void dense_epilogue_kernel(const double *b, LayerOut out, Shape s, int act) noexcept nogil:
     fb_forward_epilogue(out.Y, out.Z, b, s.n, s.d, act)
+
+
+cdef void dense_backward_epilogue_kernel(const double *dY, LayerOut out, double *dZ, double *db,
+                                         Shape s, int act) noexcept nogil:
+    fb_backward_epilogue(dY, out.Y, out.Z, dZ, db, s.n, s.d, act)
 
 
 cdef int dense_backward_kernel(const double *dY, const double *X, const double *W,

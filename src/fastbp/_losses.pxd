@@ -35,6 +35,17 @@ cdef double binary_cross_entropy_rows(const double *Z, double *dZ, Py_ssize_t d,
 cdef double poisson_rows(const double *Z, double *dZ, Py_ssize_t d, const Batch *b,
                          double s) noexcept nogil
 
+# The loss code's J on the network's output U (the logits for a fused loss)
+# and δU = ∂J/∂U, as the four *_rows above; *worst as theirs (−inf for the
+# losses that keep none)
+cdef double loss_rows(int loss, const double *U, double *dU, Py_ssize_t d, const Batch *b,
+                      double s, double *worst) noexcept nogil
+
+# out = (∂²J/∂U²) dU row by row, the loss's Hessian in U times a tangent dU
+# (out must not alias U or dU)
+cdef void loss_hessian_rows(int loss, const double *U, const double *dU, double *out,
+                            Py_ssize_t d, const Batch *b, double s) noexcept nogil
+
 # Z ← softmax(Z) row by row, in place
 cdef void softmax_rows(double *Z, Py_ssize_t n, Py_ssize_t d) noexcept nogil
 

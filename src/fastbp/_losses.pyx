@@ -22,13 +22,20 @@ Every loss is scaled by the reduction's s and the row weights r_i.
 cimport numpy as cnp
 from libc.math cimport fabs, isfinite, log, INFINITY
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 
 from fastbp._checks cimport check_array, check_output, check_same_dim, check_vector
-from fastbp._enums cimport RED_HALF, RED_MEAN, reduction_code
+from fastbp._enums cimport (RED_HALF, RED_MEAN, reduction_code, LOSS_CROSS_ENTROPY,
+                            LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON)
 
 cdef extern from "_fastmath.h" nogil:
     # y = exp(x) elementwise, vectorised (x may equal y)
     void fb_exp_array(const double *x, double *y, int64_t m)
+    # y = sigmoid(x) elementwise, vectorised (x may equal y)
+    void fb_sigmoid_array(const double *x, double *y, int64_t m)
+    # dY = grad_scale (Y − T), returns loss_scale Σ (T − Y)² in a fixed order
+    double fb_squared_error(const double *Y, const double *T, double *dY, int64_t m,
+                            double grad_scale, double loss_scale)
 
 cnp.import_array()
 
@@ -302,3 +309,58 @@ cdef int check_row_weights(object sample_weight, Py_ssize_t n, double *dst) exce
     if n > 0 and not row_weights_of(w, NULL, n, dst) > 0.0:
         raise ValueError("sample_weight must have a positive sum, got 0")
     return 0
+
+
+cdef double loss_rows(int loss, const double *U, double *dU, Py_ssize_t d, const Batch *b,
+                      double s, double *worst) noexcept nogil:
+    worst[0] = -INFINITY
+    if loss == LOSS_CROSS_ENTROPY:
+        return cross_entropy_rows(U, dU, d, b, s, worst)
+    if loss == LOSS_BINARY_CROSS_ENTROPY:
+        return binary_cross_entropy_rows(U, dU, d, b, s, worst)
+    if loss == LOSS_POISSON:
+        return poisson_rows(U, dU, d, b, s)
+    if b.r != NULL:
+        return squared_error_rows(U, dU, d, b, s)
+    return fb_squared_error(U, b.T, dU, b.n * d, 2.0 * s, s)
+
+
+cdef void loss_hessian_rows(int loss, const double *U, const double *dU, double *out,
+                            Py_ssize_t d, const Batch *b, double s) noexcept nogil:
+    # The Hessian of ℓ in u times u̇, row by row, c = s r_i:
+    #   squared error 2c u̇; binary cross entropy c σ(1−σ) u̇; Poisson c exp(u) u̇;
+    #   cross entropy (softmax p, Σt the row's target sum) c Σt (p ⊙ u̇ − p (p·u̇)).
+    cdef Py_ssize_t i, j, m = b.n * d
+    cdef double c, pu, tsum
+    cdef double *o
+    cdef const double *t
+    if loss == LOSS_CROSS_ENTROPY:
+        memcpy(out, U, m * sizeof(double))
+        softmax_rows(out, b.n, d)
+    elif loss == LOSS_BINARY_CROSS_ENTROPY:
+        fb_sigmoid_array(U, out, m)
+        for i in range(m):
+            out[i] = out[i] * (1.0 - out[i])
+    elif loss == LOSS_POISSON:
+        fb_exp_array(U, out, m)
+    for i in range(b.n):
+        c = s * (b.r[i] if b.r != NULL else 1.0)
+        o = out + i * d
+        if loss == LOSS_CROSS_ENTROPY:
+            tsum = 1.0
+            if b.labels == NULL:
+                t = b.T + i * d
+                tsum = 0.0
+                for j in range(d):
+                    tsum += t[j]
+            pu = 0.0
+            for j in range(d):
+                pu += o[j] * dU[i * d + j]
+            for j in range(d):
+                o[j] = c * tsum * o[j] * (dU[i * d + j] - pu)
+        elif loss == LOSS_BINARY_CROSS_ENTROPY or loss == LOSS_POISSON:
+            for j in range(d):
+                o[j] = c * o[j] * dU[i * d + j]
+        else:
+            for j in range(d):
+                o[j] = 2.0 * c * dU[i * d + j]

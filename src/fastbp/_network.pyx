@@ -36,10 +36,9 @@ from fastbp._enums cimport (ACT_IDENTITY, ACT_SILU, LOSS_SQUARED_ERROR, LOSS_CRO
                             LOSS_BINARY_CROSS_ENTROPY, LOSS_POISSON, RED_SUM, RED_HALF, RED_MEAN,
                             UPD_NONE, UPD_ADAM, OUT_NONE, OUT_SOFTMAX, OUT_EXP)
 from fastbp._kernels cimport (Shape, DenseGrads, LayerOut, dense_forward_kernel, dense_backward_kernel,
-                              squared_error_kernel, worth_releasing_gil)
-from fastbp._losses cimport (Batch, loss_scale, squared_error_rows, cross_entropy_rows,
-                             binary_cross_entropy_rows, poisson_rows, softmax_rows,
-                             row_weights_of, check_row_weights)
+                              worth_releasing_gil)
+from fastbp._losses cimport (Batch, loss_scale, loss_rows, softmax_rows, row_weights_of,
+                             check_row_weights)
 from fastbp._optim cimport Update, UpdateSpec, load_update, set_adam_step, update_range
 from fastbp._sparse cimport CSR, sparse_forward_kernel, sparse_backward_kernel, sparse_row_sq
 
@@ -83,65 +82,31 @@ cdef void _copy_rows(const char *src, const int64_t *idx, Py_ssize_t lo, Py_ssiz
         memcpy(dst + i * row, src + idx[i] * row, row)
 
 
-# The layer tables of one network and the workspace of one pass, as plain C
-# structs: a pass runs on either thread of a split batch (see _plan).
-cdef struct Layers:
-    int L
-    int *size
-    int *act
-    int *logit_act      # act with the output layer's identity: a fused loss's pass
-    Py_ssize_t *w_off
-    Py_ssize_t *b_off
-    double *params
-
-cdef struct Work:
-    double **A          # A[1..L]: the activations
-    double **Z          # Z[1..L]: pre-activations, kept for silu layers only (else NULL)
-    double *D0          # two ping-pong δ buffers
-    double *D1
-    double *grads       # where δW, δb go
-    double *db_scratch  # δb of the norms pass (thrown away)
-    double worst        # the pass's worst row loss (cross entropy)
-    int threads         # BLAS threads its products may use (0: ask the BLAS)
-
-# What one pass does with a batch: its loss, the reduction's scale s, a mode;
-# sx: the batch's X as CSR rows (then the Batch's X is NULL), or NULL.
-cdef struct PassSpec:
-    int loss
-    int mode
-    double s
-    const CSR *sx
-
-
-cdef inline Shape _layer_shape(const Layers *net, int l, Py_ssize_t n) noexcept nogil:
-    return Shape(<int>n, net.size[l], net.size[l + 1])
-
-
-cdef void _forward(const Layers *net, Work *w, const double *X, const CSR *sx,
-                   Py_ssize_t n) noexcept nogil:
+cdef void forward_layers(const Layers *net, Work *w, const double *X, const CSR *sx,
+                         Py_ssize_t n) noexcept nogil:
     """The activations of n rows: X dense, or sx (CSR rows) when not NULL."""
     cdef int l
     cdef const double *a = X
     for l in range(net.L):
         if l == 0 and sx != NULL:
             sparse_forward_kernel(sx, net.params + net.w_off[0], net.params + net.b_off[0],
-                                  LayerOut(w.A[1], w.Z[1]), _layer_shape(net, 0, n), net.act[0])
+                                  LayerOut(w.A[1], w.Z[1]), layer_shape(net, 0, n), net.act[0])
         else:
             dense_forward_kernel(a, net.params + net.w_off[l], net.params + net.b_off[l],
-                                 LayerOut(w.A[l + 1], w.Z[l + 1]), _layer_shape(net, l, n),
+                                 LayerOut(w.A[l + 1], w.Z[l + 1]), layer_shape(net, l, n),
                                  net.act[l], w.threads)
         a = w.A[l + 1]
 
 
-cdef void _backward0(const Layers *net, Work *w, const double *dY, const double *X,
-                     const CSR *sx, DenseGrads g, Py_ssize_t n) noexcept nogil:
+cdef void backward_first_layer(const Layers *net, Work *w, const double *dY, const double *X,
+                               const CSR *sx, DenseGrads g, Py_ssize_t n) noexcept nogil:
     """Layer 0's backward pass, on X dense or on sx (CSR rows)."""
     if sx != NULL:
-        sparse_backward_kernel(dY, sx, LayerOut(w.A[1], w.Z[1]), g, _layer_shape(net, 0, n),
+        sparse_backward_kernel(dY, sx, LayerOut(w.A[1], w.Z[1]), g, layer_shape(net, 0, n),
                                net.act[0])
     else:
         dense_backward_kernel(dY, X, net.params + net.w_off[0], LayerOut(w.A[1], w.Z[1]), g,
-                              _layer_shape(net, 0, n), net.act[0], w.threads)
+                              layer_shape(net, 0, n), net.act[0], w.threads)
 
 
 cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
@@ -163,19 +128,8 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
         logits = net[0]
         logits.act = net.logit_act
         net = &logits
-    _forward(net, w, b.X, p.sx, n)
-    d = net.size[L]
-    if p.loss == LOSS_CROSS_ENTROPY:
-        J = cross_entropy_rows(w.A[L], cur, d, b, p.s, &w.worst)
-    elif p.loss == LOSS_BINARY_CROSS_ENTROPY:
-        J = binary_cross_entropy_rows(w.A[L], cur, d, b, p.s, &w.worst)
-    elif p.loss == LOSS_POISSON:
-        J = poisson_rows(w.A[L], cur, d, b, p.s)
-        w.worst = -INFINITY
-    elif b.r != NULL:
-        J = squared_error_rows(w.A[L], cur, d, b, p.s)
-    else:
-        J = squared_error_kernel(w.A[L], b.T, cur, n * d, 2.0 * p.s, p.s)
+    forward_layers(net, w, b.X, p.sx, n)
+    J = loss_rows(p.loss, w.A[L], cur, net.size[L], b, p.s, &w.worst)
     if p.mode == PASS_LOSS:
         return J
     for l in range(L - 1, -1, -1):
@@ -195,11 +149,11 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
             g.dW = NULL
             g.db = w.db_scratch
         if l == 0:
-            _backward0(net, w, cur, a_in, p.sx, g, n)
+            backward_first_layer(net, w, cur, a_in, p.sx, g, n)
         else:
             dense_backward_kernel(cur, a_in, net.params + net.w_off[l],
                                   LayerOut(w.A[l + 1], w.Z[l + 1]), g,
-                                  _layer_shape(net, l, n), net.act[l], w.threads)
+                                  layer_shape(net, l, n), net.act[l], w.threads)
         if p.mode == PASS_NORMS:
             for i in range(n):
                 dz2 = _row_sq(cur + i * d, d)
@@ -211,26 +165,13 @@ cdef double _pass(const Layers *net, Work *w, const Batch *b, PassSpec p,
     return J
 
 
-# A shuffled batch: row i is row idx[i] of the sources, copied into the
-# buffers before the pass.  A split batch's parts copy their own rows, so
-# each thread's rows stay in its own core's cache.
-cdef struct Gather:
-    const int64_t *idx
-    const char *xs
-    const char *ts
-    char *xb
-    char *tb
-    Py_ssize_t x_row, t_row   # bytes per row of X, of T
-
-
 cdef void _gather(const Gather *g, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     if g.xs != NULL:  # (a CSR X is read in place, through its rows' numbers)
         _copy_rows(g.xs, g.idx, lo, hi, g.x_row, g.xb)
     _copy_rows(g.ts, g.idx, lo, hi, g.t_row, g.tb)
 
 
-cdef Batch _rows(const Batch *b, Py_ssize_t lo, Py_ssize_t m, int k0, int dL) noexcept nogil:
-    """Rows [lo, lo + m) of a batch."""
+cdef Batch batch_rows(const Batch *b, Py_ssize_t lo, Py_ssize_t m, int k0, int dL) noexcept nogil:
     cdef Batch part = b[0]
     if b.X != NULL:
         part.X = b.X + lo * k0
@@ -244,23 +185,11 @@ cdef Batch _rows(const Batch *b, Py_ssize_t lo, Py_ssize_t m, int k0, int dL) no
     return part
 
 
-# One batch cut in two: rows [0, n0) on the caller with work[0], the rest
-# on the team's helper with work[1] (its own activations and gradient).
-cdef struct SplitPass:
-    const Gather *gather      # or NULL: the rows are in place
-    const Layers *net
-    Work *work[2]
-    Batch batch
-    PassSpec spec
-    Py_ssize_t n0
-    double J[2]
-
-
 cdef void _pass_part(void *arg, int part) noexcept nogil:
     cdef SplitPass *p = <SplitPass *>arg
     cdef Py_ssize_t lo = 0 if part == 0 else p.n0
     cdef Py_ssize_t m = p.n0 if part == 0 else p.batch.n - p.n0
-    cdef Batch rows = _rows(&p.batch, lo, m, p.net.size[0], p.net.size[p.net.L])
+    cdef Batch rows = batch_rows(&p.batch, lo, m, p.net.size[0], p.net.size[p.net.L])
     if p.gather != NULL:
         _gather(p.gather, lo, lo + m)
     p.J[part] = _pass(p.net, p.work[part], &rows, p.spec, NULL)
@@ -336,36 +265,8 @@ cdef Objective _LOSS_ALONE = Objective()
 
 cdef class NetworkCore:
     """Holds the pointers of one network's parameters, gradients and
-    workspace, and runs whole passes over a batch without the GIL."""
-
-    cdef readonly int n_layers
-    cdef readonly Py_ssize_t capacity
-    # what forward applies to the output layer's values (an Output code)
-    cdef readonly int output
-    # the largest one-row cross entropy −log P(true class) of the last pass
-    # (binary cross entropy: the largest one-label loss; rows of weight 0
-    # left out): lets a caller see whether any row's probability fell below
-    # a threshold without another pass
-    cdef readonly double worst_row_loss
-    # batches split over two threads so far (see _plan)
-    cdef readonly Py_ssize_t split_steps
-    cdef Layers net
-    cdef Py_ssize_t n_params, n_weights
-    cdef int max_d, max_layer_madds_row
-    cdef int64_t madds_per_row
-    cdef double *params
-    cdef double *grads
-    cdef object _params, _grads, _work, _work1
-    # work[0]: the caller's workspace (gradient into grads); work[1]: the
-    # second part of a split batch, made on its first split
-    cdef Work work[2]
-    cdef Py_ssize_t capacity1
-    cdef double *rowbuf
-    cdef SplitPass split
-    # the last checked X when it is CSR (sparse_x): its arrays held in _sx
-    cdef CSR sx
-    cdef bint sparse_x
-    cdef object _sx
+    workspace, and runs whole passes over a batch without the GIL (its
+    attributes are declared in _network.pxd)."""
 
     def __cinit__(self):
         self.worst_row_loss = -INFINITY
@@ -638,7 +539,7 @@ cdef class NetworkCore:
         makes (canonical, float64, int64 indices).  loss, reduction: Loss and
         Reduction codes.  sample_weight: float64 (N,) weights, example i's
         cost weighing w_i N / Σ w."""
-        _check_codes(loss, reduction)
+        check_codes(loss, reduction)
         cdef Update u
         self._update(&u, update)
         cdef Batch b
@@ -691,7 +592,7 @@ cdef class NetworkCore:
         weight sum, or its rows with weigh_by_rows; divided by its rows
         unless the reduction is "mean"): the epoch's total loss.
         """
-        _check_codes(loss, reduction)
+        check_codes(loss, reduction)
         cdef Objective obj = objective if objective is not None else _LOSS_ALONE
         cdef Batch whole
         self._batch(&whole, X, T, loss, True)
@@ -745,7 +646,7 @@ cdef class NetworkCore:
             start = i_batch * batch_size
             with nogil:
                 mb = min(batch_size, n - start)
-                b = _rows(&whole, start, mb, k0, dL)
+                b = batch_rows(&whole, start, mb, k0, dL)
                 self.sx.row0 = start
                 self.sx.rows = NULL
                 if idx != NULL:  # copied in _run, each part by its own thread
@@ -815,7 +716,7 @@ cdef class NetworkCore:
             while start < n:
                 m = min(self.capacity, n - start)
                 self.sx.row0 = start
-                _forward(&self.net, &self.work[0], px + start * self.net.size[0] if sx == NULL else NULL,
+                forward_layers(&self.net, &self.work[0], px + start * self.net.size[0] if sx == NULL else NULL,
                          sx, m)
                 memcpy(po + start * dL, self.work[0].A[L], m * dL * sizeof(double))
                 if self.output == OUT_SOFTMAX:
@@ -828,7 +729,7 @@ cdef class NetworkCore:
     def per_example_grad_norms(self, X, T, out, *, int loss=LOSS_SQUARED_ERROR,
                                int reduction=RED_SUM, sample_weight=None):
         """out[i] = ‖∇_θ J_i‖: J_i is example i's term of the reduced loss."""
-        _check_codes(loss, reduction)
+        check_codes(loss, reduction)
         cdef Batch whole
         self._batch(&whole, X, T, loss, True)
         cdef Py_ssize_t n = whole.n, start, m, i
@@ -851,7 +752,7 @@ cdef class NetworkCore:
             start = 0
             while start < n:
                 m = min(self.capacity, n - start)
-                b = _rows(&whole, start, m, k0, dL)
+                b = batch_rows(&whole, start, m, k0, dL)
                 self.sx.row0 = start
                 _pass(&self.net, &self.work[0], &b, p, po + start)
                 start += m
@@ -860,7 +761,7 @@ cdef class NetworkCore:
         return out
 
 
-cdef int _check_codes(int loss, int reduction) except -1:
+cdef int check_codes(int loss, int reduction) except -1:
     if not (LOSS_SQUARED_ERROR <= loss <= LOSS_POISSON and RED_SUM <= reduction <= RED_MEAN):
         raise ValueError(f"unknown loss code {loss} or reduction code {reduction}")
     if loss == LOSS_CROSS_ENTROPY and reduction == RED_HALF:

@@ -31,13 +31,9 @@ from libc.string cimport memset
 
 from fastbp._checks cimport check_array, check_rows, check_vector, check_csr
 from fastbp._enums cimport ACT_IDENTITY, ACT_SILU, activation_code
-from fastbp._kernels cimport dense_epilogue_kernel
+from fastbp._kernels cimport dense_epilogue_kernel, dense_backward_epilogue_kernel
 
 cnp.import_array()
-
-cdef extern from "_fastmath.h" nogil:
-    void fb_backward_epilogue(const double *dY, const double *Y, const double *Z, double *dZ,
-                              double *db, int64_t n, int64_t d, int act)
 
 cdef extern from "_scratch.h" nogil:
     double *fb_scratch(size_t n)
@@ -96,8 +92,7 @@ cdef int sparse_backward_kernel(const double *dY, const CSR *X, LayerOut out,
             if dZ_work == NULL:
                 return -1
         dZ = dZ_work
-    fb_backward_epilogue(dY, out.Y, out.Z, dZ_work if act != ACT_IDENTITY else NULL, g.db,
-                         n, d, act)
+    dense_backward_epilogue_kernel(dY, out, dZ_work if act != ACT_IDENTITY else NULL, g.db, s, act)
     if g.dW == NULL:
         return 0
     for j in range(d):

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from fastbp import _network, checkpoint, distributed, training
+from fastbp import _derivatives, _network, checkpoint, derivatives, distributed, training
 from fastbp._enums import ACTIVATIONS, LOSSES, OUTPUTS, REDUCTIONS, Output, Update, code
 from fastbp._optim import UpdateSpec
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse
@@ -171,6 +171,7 @@ class MLP:
         self._lock = threading.RLock()
         self._step_optimizers = {}
         self._sgd = UpdateSpec(Update.UPD_SGD)  # train_step's plain SGD
+        self._derivative_core = None  # made on the first derivative call
 
     # -- structure -------------------------------------------------------
 
@@ -286,6 +287,15 @@ class MLP:
         return self._core
 
     @property
+    def derivative_core(self):
+        """The compiled derivative passes (``fastbp._derivatives.Derivatives``)
+        on this network's core, made on first use: the internal interface of
+        ``fastbp.derivatives``."""
+        if self._derivative_core is None:
+            self._derivative_core = _derivatives.Derivatives(self._core)
+        return self._derivative_core
+
+    @property
     def split_steps(self):
         """How many training steps so far split their batch over two threads
         (docs/threads.md)."""
@@ -387,6 +397,17 @@ class MLP:
         with self.in_use("per_example_grad_norms") as core:
             core.reserve(min(X.shape[0], _CHUNK))
             return core.per_example_grad_norms(X, T, out, loss=lc, reduction=rc, sample_weight=w)
+
+    # -- derivatives beyond the gradient (fastbp.derivatives) --------------
+
+    input_jacobian = derivatives.input_jacobian
+    input_gradient = derivatives.input_gradient
+    jvp = derivatives.jvp
+    vjp = derivatives.vjp
+    hvp = derivatives.hvp
+    gnvp = derivatives.gnvp
+    param_jacobian = derivatives.param_jacobian
+    per_example_gradients = derivatives.per_example_gradients
 
     # -- training ----------------------------------------------------------
 
