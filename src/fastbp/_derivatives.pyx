@@ -18,22 +18,25 @@ Hessian in its input).  Jacobians run the backward pass on a block of m
 cotangents per example (m = D_out), each layer one GEMM over n·m rows;
 row r of a block belongs to example r // m.
 
-X is processed in chunks whose workspace fits WORK_BUDGET doubles; sums
-over the examples (Hv, Gv, a vjp's dparams) add the chunks' parts.  An
-object is not thread-safe: the MLP around it serialises access.
+X is processed in chunks whose workspace fits ``budget`` doubles; sums
+over the examples (Hv, Gv, a vjp's dparams) add the chunks' parts.  Large
+calls are split in two halves of the rows, run on two threads (_team.h),
+each with its own workspace and one-thread products, as the network core
+splits a batch.  An object is not thread-safe: the MLP around it
+serialises access.
 """
 
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport dgemm
 
 from fastbp._checks cimport check_output, check_output_shape, check_rows, check_vector
 from fastbp._enums cimport (ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SILU, LOSS_SQUARED_ERROR,
                             OUT_NONE, OUT_SOFTMAX, OUT_EXP)
-from fastbp._kernels cimport (Shape, DenseGrads, LayerOut, Operand, gemm_rm, gemm_rm_add,
-                              matmul_abt_kernel, matmul_abt_backward_kernel, dense_backward_kernel,
-                              worth_releasing_gil)
+from fastbp._kernels cimport (Shape, DenseGrads, LayerOut, Operand, gemm_rm_add, matmul_abt_kernel,
+                              matmul_abt_backward_kernel, dense_backward_kernel, worth_releasing_gil)
 from fastbp._losses cimport (Batch, loss_scale, loss_rows, loss_hessian_rows, softmax_rows,
                              check_row_weights)
 from fastbp._network cimport (Layers, Work, NetworkCore, layer_shape, forward_layers,
@@ -45,34 +48,84 @@ cdef extern from "_fastmath.h" nogil:
     void fb_activation_prime(const double *Y, const double *Z, double *G, int64_t m, int act)
     void fb_activation_second(const double *Y, const double *Z, double *G2, int64_t m, int act)
 
+cdef extern from "_team.h" nogil:
+    ctypedef void (*fb_task_fn)(void *arg, int part) noexcept nogil
+    int fb_team_width(void *dgemm)
+    void fb_team_run(fb_task_fn fn, void *arg)
+
 cnp.import_array()
 
+# Doubles of workspace a chunk of rows may use (32 MB).
+WORK_BUDGET = 1 << 22
+
+# A call is split over two threads from this many multiply-adds of its
+# passes (below, the hand-over costs more than the second core gives), and
+# only with at least SPLIT_MIN_ROWS rows a part.
 cdef enum:
-    WORK_BUDGET = 1 << 22  # doubles (32 MB) of workspace a chunk of rows may use
+    SPLIT_MIN_MADDS = 1 << 18
+    SPLIT_MIN_ROWS = 8
 
-
-# What a call computes, and everything it reads and writes.
+# What a call computes.
 cdef enum:
     K_INPUT_JACOBIAN, K_INPUT_GRADIENT, K_JVP, K_VJP, K_HVP, K_GNVP, K_PARAM_JACOBIAN, K_PER_EXAMPLE
 
+
+# What the passes read of the network, the same for both parts of a call.
+cdef struct Net:
+    const Layers *layers    # the core's layers
+    Layers logits           # the same with the output layer's identity (a fused loss)
+    int L, d_in, d_out, output
+    Py_ssize_t n_params
+
+
+# One thread's workspace for chunks of ``rows`` rows (``block`` rows of
+# cotangent blocks).
+cdef struct DWork:
+    Work w              # A[1..L] (and Z of silu layers); w.threads: the products' threads
+    double **G1         # g′ at each layer's output
+    double **G2         # g″
+    double **Zt         # Ż_ℓ
+    double **At         # Ȧ_{ℓ+1}: Ab[ℓ], or Zt[ℓ] for an identity layer
+    double **Ab
+    double *U0
+    double *U1          # ping-pong δ buffers (rows × max_d)
+    double *R0
+    double *R1          # ping-pong R(δ) buffers
+    double *B0
+    double *B1          # ping-pong cotangent blocks (block × max_d)
+    double *Yhat        # ŷ after softmax / exp (rows × d_out)
+    double *P1          # a P-vector: a chunk's part of a sum
+    double *P2          # the part's whole sum (part 1 of a split call)
+    CSR sx              # the part's copy of the core's CSR X (its own row0)
+    Py_ssize_t rows
+
+
+# A call: everything it reads and writes.
 cdef struct Call:
     int kind
     int loss             # (for the calls without a loss: squared error, unused)
     double s             # the reduction's scale over the whole X
-    Batch whole          # X (NULL for CSR: sx), T or labels, the row weights
-    const CSR *sx
+    Batch whole          # X (NULL for CSR), T or labels, the row weights
+    const CSR *sx        # the core's CSR X, or NULL
     const double *dX     # jvp's input tangent, or NULL
     const double *v      # jvp's dparams, hvp's v, or NULL
     const double *dY     # vjp's cotangent
     double *out          # the result (the first of two)
     double *out2         # jvp's dY, vjp's dparams
-    Py_ssize_t rows      # rows per chunk
-    double J             # the loss, summed over the chunks
+    const Net *net
+    DWork *work[2]
+    Py_ssize_t n0        # rows of part 0 (all of them when not split)
+    double J[2]          # each part's loss
 
 
 cdef inline bint _has_second(int act) noexcept nogil:
     """Whether g″ is not identically 0 (relu's kink counts as 0)."""
     return not (act == ACT_IDENTITY or act == ACT_RELU or act == ACT_LEAKY_RELU)
+
+
+cdef inline bint _sums(int kind) noexcept nogil:
+    """Whether the call's result is a sum over the rows (a P-vector)."""
+    return kind == K_HVP or kind == K_GNVP or kind == K_VJP
 
 
 cdef void _scale_rows(double *B, const double *G, Py_ssize_t n, Py_ssize_t m,
@@ -94,6 +147,12 @@ cdef void _add_bias(double *Z, const double *b, Py_ssize_t n, Py_ssize_t d) noex
     for i in range(n):
         for j in range(d):
             Z[i * d + j] += b[j]
+
+
+cdef void _add(double *dst, const double *src, Py_ssize_t m) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(m):
+        dst[i] += src[i]
 
 
 cdef void _output_jvp(int output, const double *Yhat, const double *T_in, double *T_out,
@@ -124,162 +183,481 @@ cdef void _output_jvp(int output, const double *Yhat, const double *T_in, double
                 memcpy(o, t, d * sizeof(double))
 
 
-cdef void _output_rows(int output, const double *Yhat, double *B, Py_ssize_t n,
-                       Py_ssize_t d) noexcept nogil:
-    """B (n·d rows of width d): row i·d + k = ∂ŷ_ik/∂u_i, the cotangents of the
-    output's units on u (identity: e_k; softmax p_k (e_k − p); exp ŷ_k e_k)."""
-    cdef Py_ssize_t i, k, j
+# -- the passes on one chunk of n rows (X dense, or the part's CSR rows) --------
+
+cdef void _yhat(const Net *net, DWork *dw, Py_ssize_t n) noexcept nogil:
+    """Yhat = ŷ of the chunk (after the forward pass of the core's layers)."""
+    cdef Py_ssize_t m = n * net.d_out
+    memcpy(dw.Yhat, dw.w.A[net.L], m * sizeof(double))
+    if net.output == OUT_SOFTMAX:
+        softmax_rows(dw.Yhat, n, net.d_out)
+    elif net.output == OUT_EXP:
+        fb_exp_array(dw.Yhat, dw.Yhat, m)
+
+
+cdef void _primes(const Layers *lay, DWork *dw, Py_ssize_t n, bint second) noexcept nogil:
+    """G1[ℓ] = g′, and with ``second`` G2[ℓ] = g″, at every layer's output."""
+    cdef int l, act
+    cdef Py_ssize_t m
+    for l in range(lay.L):
+        act = lay.act[l]
+        m = n * lay.size[l + 1]
+        if act != ACT_IDENTITY:
+            fb_activation_prime(dw.w.A[l + 1], dw.w.Z[l + 1], dw.G1[l], m, act)
+        if second and _has_second(act):
+            fb_activation_second(dw.w.A[l + 1], dw.w.Z[l + 1], dw.G2[l], m, act)
+
+
+cdef void _tangent(const Layers *lay, DWork *dw, Py_ssize_t n, const double *X, const CSR *sx,
+                   const double *dX, const double *dparams) noexcept nogil:
+    """Zt[ℓ] = Ż_ℓ and At[ℓ] = Ȧ_{ℓ+1} along dX (or NULL: 0) and dparams (or
+    NULL: 0); needs _primes."""
+    cdef int l, k, d, act, th = dw.w.threads
+    cdef Py_ssize_t i
+    cdef const double *a_dot
+    cdef const double *a
+    cdef const double *W_dot
+    cdef double *zt
+    cdef double *into
+    cdef bint first
+    for l in range(lay.L):
+        k = lay.size[l]
+        d = lay.size[l + 1]
+        act = lay.act[l]
+        zt = dw.Zt[l]
+        a_dot = dX if l == 0 else dw.At[l - 1]
+        first = True
+        if a_dot != NULL:  # Ȧ_ℓ W_ℓᵀ
+            matmul_abt_kernel(a_dot, lay.params + lay.w_off[l], zt, Shape(<int>n, k, d), th)
+            first = False
+        if dparams != NULL:  # + A_ℓ Ẇ_ℓᵀ + ḃ_ℓ
+            W_dot = dparams + lay.w_off[l]
+            if l == 0 and sx != NULL:
+                into = zt if first else dw.U0
+                sparse_forward_kernel(sx, W_dot, dparams + lay.b_off[0], LayerOut(into, NULL),
+                                      layer_shape(lay, 0, n), ACT_IDENTITY)
+                if not first:
+                    _add(zt, dw.U0, n * d)
+            else:
+                a = X if l == 0 else dw.w.A[l]
+                if first:
+                    matmul_abt_kernel(a, W_dot, zt, Shape(<int>n, k, d), th)
+                else:
+                    gemm_rm_add(<int>n, d, k, Operand(a, k, 0), Operand(W_dot, k, 1), zt, d, th)
+                _add_bias(zt, dparams + lay.b_off[l], n, d)
+        elif first:
+            memset(zt, 0, n * d * sizeof(double))
+        if act == ACT_IDENTITY:
+            dw.At[l] = zt
+        else:
+            dw.At[l] = dw.Ab[l]
+            for i in range(n * d):
+                dw.At[l][i] = dw.G1[l][i] * zt[i]
+
+
+cdef void _backward(const Layers *lay, DWork *dw, Py_ssize_t n, double *top, const double *X,
+                    const CSR *sx, double *grads, double *dX) noexcept nogil:
+    """The backward pass of the cotangent top = ∂/∂A_L (n rows, consumed; U0
+    or R0): the parameters' part into grads (or NULL: not wanted), the
+    inputs' into dX (or NULL)."""
+    cdef int l
+    cdef double *cur = top
+    cdef double *other = dw.U1
+    cdef double *tmp
+    cdef DenseGrads g
+    for l in range(lay.L - 1, -1, -1):
+        g.dZ_work = cur
+        g.dW = grads + lay.w_off[l] if grads != NULL else NULL
+        g.db = grads + lay.b_off[l] if grads != NULL else dw.R1
+        g.dX = other if l > 0 else (dX if sx == NULL else NULL)
+        if l > 0:
+            dense_backward_kernel(cur, dw.w.A[l], lay.params + lay.w_off[l],
+                                  LayerOut(dw.w.A[l + 1], dw.w.Z[l + 1]), g,
+                                  layer_shape(lay, l, n), lay.act[l], dw.w.threads)
+        else:
+            backward_first_layer(lay, &dw.w, cur, X, sx, g, n)
+            if sx != NULL and dX != NULL:  # δX = δZ_0 W_0 (cur holds δZ_0)
+                matmul_abt_backward_kernel(cur, NULL, lay.params, dX, NULL,
+                                           layer_shape(lay, 0, n), dw.w.threads)
+        tmp = cur
+        cur = other
+        other = tmp
+
+
+cdef void _top_rows(const Net *net, DWork *dw, Py_ssize_t n) noexcept nogil:
+    """B0 (n·D_out rows of width D_out): row i·D_out + k = ∂ŷ_ik/∂A_L, the
+    cotangents of the output's units (identity: e_k; softmax p_k (e_k − p);
+    exp ŷ_k e_k)."""
+    cdef Py_ssize_t i, k, j, d = net.d_out
     cdef double *b
     cdef const double *p
-    memset(B, 0, n * d * d * sizeof(double))
+    memset(dw.B0, 0, n * d * d * sizeof(double))
     for i in range(n):
-        p = Yhat + i * d
+        p = dw.Yhat + i * d
         for k in range(d):
-            b = B + (i * d + k) * d
-            if output == OUT_SOFTMAX:
+            b = dw.B0 + (i * d + k) * d
+            if net.output == OUT_SOFTMAX:
                 for j in range(d):
                     b[j] = -p[k] * p[j]
                 b[k] += p[k]
-            elif output == OUT_EXP:
+            elif net.output == OUT_EXP:
                 b[k] = p[k]
             else:
                 b[k] = 1.0
 
 
-cdef void _add(double *dst, const double *src, Py_ssize_t m) noexcept nogil:
+cdef void _block_backward(const Layers *lay, DWork *dw, Py_ssize_t n, Py_ssize_t m,
+                          const double *X, const CSR *sx, double *J_rows, Py_ssize_t P,
+                          double *J_input) noexcept nogil:
+    """The backward pass of the block B0 of n·m cotangents on A_L (consumed):
+    row r's parameter gradient into row r of J_rows (P wide; or NULL), its
+    input gradient into row r of J_input (D_in wide; or NULL)."""
+    cdef int l, k, d
+    cdef Py_ssize_t r, i, q, j, p
+    cdef double *cur = dw.B0
+    cdef double *other = dw.B1
+    cdef double *tmp
+    cdef double *row
+    cdef double *dst
+    cdef const double *a
+    cdef const double *dz
+    cdef double c
+    for l in range(lay.L - 1, -1, -1):
+        k = lay.size[l]
+        d = lay.size[l + 1]
+        if lay.act[l] != ACT_IDENTITY:
+            _scale_rows(cur, dw.G1[l], n, m, d)
+        if J_rows != NULL:
+            for r in range(n * m):
+                i = r // m
+                row = J_rows + r * P
+                dz = cur + r * d
+                memcpy(row + lay.b_off[l], dz, d * sizeof(double))
+                dst = row + lay.w_off[l]
+                if l == 0 and sx != NULL:  # δz_r ⊗ x_i on the stored entries
+                    memset(dst, 0, d * k * sizeof(double))
+                    i = sx.rows[i] if sx.rows != NULL else sx.row0 + i
+                    for q in range(d):
+                        c = dz[q]
+                        for p in range(sx.indptr[i], sx.indptr[i + 1]):
+                            dst[q * k + sx.indices[p]] = c * sx.data[p]
+                else:
+                    a = (X if l == 0 else dw.w.A[l]) + i * k
+                    for q in range(d):
+                        c = dz[q]
+                        for j in range(k):
+                            dst[q * k + j] = c * a[j]
+        if l > 0 or J_input != NULL:
+            matmul_abt_backward_kernel(cur, NULL, lay.params + lay.w_off[l],
+                                       other if l > 0 else J_input, NULL,
+                                       Shape(<int>(n * m), k, d), dw.w.threads)
+        tmp = cur
+        cur = other
+        other = tmp
+
+
+cdef void _jacobian_forward(const Net *net, DWork *dw, Py_ssize_t n, double *J) noexcept nogil:
+    """J (n, D_out, D_in) in forward mode: D_in tangents e_j per example,
+    block row i·D_in + j, each layer one product over the block."""
+    cdef const Layers *lay = net.layers
+    cdef Py_ssize_t m = net.d_in, i, j, q
+    cdef int l, k, d
+    cdef double *cur = dw.B0
+    cdef double *other = dw.B1
+    cdef double *tmp
+    d = lay.size[1]
+    for i in range(n):  # Ż_0 = e_j W_0ᵀ: column j of W_0
+        for j in range(m):
+            for q in range(d):
+                cur[(i * m + j) * d + q] = lay.params[q * m + j]
+    for l in range(lay.L):
+        k = lay.size[l]
+        d = lay.size[l + 1]
+        if l > 0:
+            matmul_abt_kernel(cur, lay.params + lay.w_off[l], other, Shape(<int>(n * m), k, d),
+                              dw.w.threads)
+            tmp = cur
+            cur = other
+            other = tmp
+        if lay.act[l] != ACT_IDENTITY:
+            _scale_rows(cur, dw.G1[l], n, m, d)
+    _output_jvp(net.output, dw.Yhat, cur, cur, n, m, net.d_out)
+    d = net.d_out
+    for i in range(n):  # J[i, q, j] = block row i·m + j, column q
+        for j in range(m):
+            for q in range(d):
+                J[(i * d + q) * m + j] = cur[(i * m + j) * d + q]
+
+
+cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const double *X,
+                            const CSR *sx, const double *v, double *Hv) noexcept nogil:
+    """Hv of the chunk: U0 = δ_L and R0 = R(δ_L) in, the R-op's backward pass."""
+    cdef int l, k, d, act, th = dw.w.threads
     cdef Py_ssize_t i
-    for i in range(m):
-        dst[i] += src[i]
+    cdef double *u = dw.U0
+    cdef double *ru = dw.R0
+    cdef double *u_next = dw.U1
+    cdef double *ru_next = dw.R1
+    cdef double *tmp
+    cdef double *HvW
+    cdef double *Hvb
+    cdef const double *g1
+    cdef const double *g2
+    cdef const double *zt
+    cdef const double *W
+    cdef double du
+    cdef Shape s
+    for l in range(lay.L - 1, -1, -1):
+        k = lay.size[l]
+        d = lay.size[l + 1]
+        act = lay.act[l]
+        s = Shape(<int>n, k, d)
+        W = lay.params + lay.w_off[l]
+        HvW = Hv + lay.w_off[l]
+        Hvb = Hv + lay.b_off[l]
+        if act != ACT_IDENTITY:  # δZ = δ ⊙ g′, R(δZ) = R(δ) ⊙ g′ + δ ⊙ g″ ⊙ Ż
+            g1 = dw.G1[l]
+            g2 = dw.G2[l]
+            zt = dw.Zt[l]
+            if _has_second(act):
+                for i in range(n * d):
+                    du = u[i]
+                    u[i] = du * g1[i]
+                    ru[i] = ru[i] * g1[i] + du * g2[i] * zt[i]
+            else:
+                for i in range(n * d):
+                    u[i] = u[i] * g1[i]
+                    ru[i] = ru[i] * g1[i]
+        # R(δW) = R(δZ)ᵀ A + δZᵀ Ȧ, R(δb) = Σ_rows R(δZ)
+        if l == 0 and sx != NULL:
+            sparse_backward_kernel(ru, sx, LayerOut(NULL, NULL), DenseGrads(NULL, HvW, Hvb, NULL),
+                                   s, ACT_IDENTITY)
+        else:
+            matmul_abt_backward_kernel(ru, X if l == 0 else dw.w.A[l], W, NULL, HvW, s, th)
+            memset(Hvb, 0, d * sizeof(double))
+            for i in range(n):
+                _add(Hvb, ru + i * d, d)
+        if l > 0:
+            gemm_rm_add(d, k, <int>n, Operand(u, d, 1), Operand(dw.At[l - 1], k, 0), HvW, k, th)
+            # δ below = δZ W, R(δ) below = R(δZ) W + δZ Ẇ
+            matmul_abt_backward_kernel(u, NULL, W, u_next, NULL, s, th)
+            matmul_abt_backward_kernel(ru, NULL, W, ru_next, NULL, s, th)
+            gemm_rm_add(<int>n, k, d, Operand(u, d, 0), Operand(v + lay.w_off[l], k, 0),
+                        ru_next, k, th)
+            tmp = u
+            u = u_next
+            u_next = tmp
+            tmp = ru
+            ru = ru_next
+            ru_next = tmp
+
+
+cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum) noexcept nogil:
+    """Rows [lo, hi) of the call, chunk by chunk, on the workspace dw; a sum
+    over the rows (Hv, Gv, a vjp's dparams) goes to ``sum``.  Returns the
+    rows' loss."""
+    cdef const Net *net = c.net
+    cdef const Layers *lay = &net.logits if c.loss != LOSS_SQUARED_ERROR else net.layers
+    cdef Py_ssize_t start = lo, m, P = net.n_params
+    cdef int k0 = net.d_in, dL = net.d_out, kind = c.kind
+    cdef Batch b
+    cdef double worst, J = 0.0
+    cdef double *sum_to
+    cdef const double *X
+    cdef const double *dX
+    cdef const CSR *sx = &dw.sx if c.sx != NULL else NULL
+    while start < hi:
+        m = min(dw.rows, hi - start)
+        b = batch_rows(&c.whole, start, m, k0, dL)
+        X = b.X
+        dX = c.dX + start * k0 if c.dX != NULL else NULL
+        dw.sx.row0 = start
+        sum_to = sum if start == lo else dw.P1  # (later chunks add theirs)
+        forward_layers(lay, &dw.w, X, sx, m)
+        if kind != K_VJP and kind != K_INPUT_GRADIENT:
+            _primes(lay, dw, m, kind == K_HVP)
+        if kind == K_INPUT_JACOBIAN:
+            _yhat(net, dw, m)
+            if k0 < dL:
+                _jacobian_forward(net, dw, m, c.out + start * dL * k0)
+            else:
+                _top_rows(net, dw, m)
+                _block_backward(lay, dw, m, dL, X, sx, NULL, P, c.out + start * dL * k0)
+        elif kind == K_PARAM_JACOBIAN:
+            _yhat(net, dw, m)
+            _top_rows(net, dw, m)
+            _block_backward(lay, dw, m, dL, X, sx, c.out + start * dL * P, P, NULL)
+        elif kind == K_JVP:
+            _tangent(lay, dw, m, X, sx, dX, c.v)
+            _yhat(net, dw, m)
+            memcpy(c.out + start * dL, dw.Yhat, m * dL * sizeof(double))
+            _output_jvp(net.output, dw.Yhat, dw.At[lay.L - 1], c.out2 + start * dL, m, 1, dL)
+        elif kind == K_VJP:
+            _yhat(net, dw, m)
+            _output_jvp(net.output, dw.Yhat, c.dY + start * dL, dw.U0, m, 1, dL)
+            _backward(lay, dw, m, dw.U0, X, sx, sum_to, c.out + start * k0)
+        elif kind == K_INPUT_GRADIENT:
+            J += loss_rows(c.loss, dw.w.A[lay.L], dw.U0, dL, &b, c.s, &worst)
+            _backward(lay, dw, m, dw.U0, X, sx, NULL, c.out + start * k0)
+        elif kind == K_PER_EXAMPLE:
+            J += loss_rows(c.loss, dw.w.A[lay.L], dw.B0, dL, &b, c.s, &worst)
+            _block_backward(lay, dw, m, 1, X, sx, c.out + start * P, P, NULL)
+        else:  # K_HVP, K_GNVP: the tangent along v, δ_L, R(δ_L) = H_u u̇
+            _tangent(lay, dw, m, X, sx, NULL, c.v)
+            J += loss_rows(c.loss, dw.w.A[lay.L], dw.U0, dL, &b, c.s, &worst)
+            loss_hessian_rows(c.loss, dw.w.A[lay.L], dw.At[lay.L - 1], dw.R0, dL, &b, c.s)
+            if kind == K_HVP:
+                _hessian_backward(lay, dw, m, X, sx, c.v, sum_to)
+            else:
+                _backward(lay, dw, m, dw.R0, X, sx, sum_to, NULL)
+        if _sums(kind) and start > lo:
+            _add(sum, dw.P1, P)
+        start += m
+    return J
+
+
+cdef void _part(void *arg, int part) noexcept nogil:
+    """Part 0 (rows [0, n0)) or part 1 (the rest) of a call."""
+    cdef Call *c = <Call *>arg
+    cdef DWork *dw = c.work[part]
+    cdef double *sum = c.out2 if c.kind == K_VJP else c.out
+    if part == 0:
+        c.J[0] = _rows(c, dw, 0, c.n0, sum)
+    else:
+        c.J[1] = _rows(c, dw, c.n0, c.whole.n, dw.P2)
 
 
 cdef class Derivatives:
-    """The derivative passes of one NetworkCore's network, on a workspace of
+    """The derivative passes of one NetworkCore's network, on workspaces of
     their own (made once for the largest chunk, grown, never shrunk)."""
 
     cdef NetworkCore core
-    cdef Layers logits      # the core's layers with the output layer's identity
-    cdef Work w             # A[1..L] (and Z of silu layers)
-    cdef int L, max_d, d_in, d_out
-    cdef Py_ssize_t n_params, rows, block
-    cdef double **G1        # g′ at each layer's output (NULL: identity)
-    cdef double **G2        # g″ (NULL: identically 0)
-    cdef double **Zt        # Ż_ℓ
-    cdef double **At        # Ȧ_{ℓ+1}: Ab[ℓ], or Zt[ℓ] for an identity layer
-    cdef double **Ab
-    cdef double *U0
-    cdef double *U1         # ping-pong δ buffers (rows × max_d)
-    cdef double *R0
-    cdef double *R1         # ping-pong R(δ) buffers
-    cdef double *B0
-    cdef double *B1         # ping-pong cotangent blocks (block × max_d)
-    cdef double *Yhat       # ŷ after softmax / exp (rows × d_out)
-    cdef double *P1         # a P-vector: a chunk's part of a sum
+    cdef Net net
+    cdef DWork work[2]
+    cdef Py_ssize_t block[2], max_d
+    cdef readonly Py_ssize_t budget
+    # calls split over two threads so far
+    cdef readonly Py_ssize_t split_calls
     cdef double *rw         # the whole X's row weights
     cdef Py_ssize_t rw_cap
     cdef object _mem, _rw
 
     def __cinit__(self):
-        self.w.A = NULL
-        self.w.Z = NULL
-        self.G1 = NULL
-        self.G2 = NULL
-        self.Zt = NULL
-        self.At = NULL
-        self.Ab = NULL
+        cdef int t
+        for t in range(2):
+            self.work[t].w.A = NULL
+            self.work[t].w.Z = NULL
+            self.work[t].G1 = NULL
+            self.work[t].G2 = NULL
+            self.work[t].Zt = NULL
+            self.work[t].At = NULL
+            self.work[t].Ab = NULL
+            self.work[t].rows = 0
+            self.block[t] = 0
+        self._mem = [None, None]
 
-    def __init__(self, NetworkCore core):
-        """The passes of ``core``'s network (its parameters are read in place)."""
-        cdef int l
+    def __init__(self, NetworkCore core, *, Py_ssize_t budget=WORK_BUDGET):
+        """The passes of ``core``'s network (its parameters are read in place);
+        budget: the doubles of workspace a chunk of X's rows may use."""
+        cdef int L = core.n_layers, t
+        cdef DWork *dw
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1 (doubles), got {budget}")
+        self.budget = budget
         self.core = core
-        self.L = core.n_layers
-        self.logits = core.net
-        self.logits.act = core.net.logit_act
-        self.d_in = core.net.size[0]
-        self.d_out = core.net.size[self.L]
+        self.net.layers = &core.net
+        self.net.logits = core.net
+        self.net.logits.act = core.net.logit_act
+        self.net.L = L
+        self.net.d_in = core.net.size[0]
+        self.net.d_out = core.net.size[L]
+        self.net.output = core.output
+        self.net.n_params = core.n_params
         self.max_d = core.max_d
-        self.n_params = core.n_params
-        self.w.A = <double **>PyMem_Calloc(self.L + 1, sizeof(double *))
-        self.w.Z = <double **>PyMem_Calloc(self.L + 1, sizeof(double *))
-        self.G1 = <double **>PyMem_Calloc(self.L, sizeof(double *))
-        self.G2 = <double **>PyMem_Calloc(self.L, sizeof(double *))
-        self.Zt = <double **>PyMem_Calloc(self.L, sizeof(double *))
-        self.At = <double **>PyMem_Calloc(self.L, sizeof(double *))
-        self.Ab = <double **>PyMem_Calloc(self.L, sizeof(double *))
-        if not (self.w.A and self.w.Z and self.G1 and self.G2 and self.Zt and self.At and self.Ab):
-            raise MemoryError("Derivatives: no memory for the layer tables")
-        self.w.threads = 0
-        self.rows = 0
-        self.block = 0
+        for t in range(2):
+            dw = &self.work[t]
+            dw.w.A = <double **>PyMem_Calloc(L + 1, sizeof(double *))
+            dw.w.Z = <double **>PyMem_Calloc(L + 1, sizeof(double *))
+            dw.G1 = <double **>PyMem_Calloc(L, sizeof(double *))
+            dw.G2 = <double **>PyMem_Calloc(L, sizeof(double *))
+            dw.Zt = <double **>PyMem_Calloc(L, sizeof(double *))
+            dw.At = <double **>PyMem_Calloc(L, sizeof(double *))
+            dw.Ab = <double **>PyMem_Calloc(L, sizeof(double *))
+            if not (dw.w.A and dw.w.Z and dw.G1 and dw.G2 and dw.Zt and dw.At and dw.Ab):
+                raise MemoryError("Derivatives: no memory for the layer tables")
+            dw.w.threads = 0
+        self.split_calls = 0
         self.rw_cap = 0
 
     def __dealloc__(self):
-        PyMem_Free(self.w.A)
-        PyMem_Free(self.w.Z)
-        PyMem_Free(self.G1)
-        PyMem_Free(self.G2)
-        PyMem_Free(self.Zt)
-        PyMem_Free(self.At)
-        PyMem_Free(self.Ab)
+        cdef int t
+        for t in range(2):
+            PyMem_Free(self.work[t].w.A)
+            PyMem_Free(self.work[t].w.Z)
+            PyMem_Free(self.work[t].G1)
+            PyMem_Free(self.work[t].G2)
+            PyMem_Free(self.work[t].Zt)
+            PyMem_Free(self.work[t].At)
+            PyMem_Free(self.work[t].Ab)
 
-    # -- the workspace ---------------------------------------------------------
+    # -- the workspaces --------------------------------------------------------
 
     cdef Py_ssize_t _per_row(self, Py_ssize_t m):
-        """Doubles of workspace per example row, with blocks of m rows per example."""
-        cdef Py_ssize_t total = 4 * self.max_d + self.d_out + m * 2 * self.max_d
+        """Doubles of workspace per row, with blocks of m rows per example."""
+        cdef Py_ssize_t total = 4 * self.max_d + self.net.d_out + m * 2 * self.max_d
         cdef int l
-        for l in range(1, self.L + 1):
+        for l in range(1, self.net.L + 1):
             total += 6 * self.core.net.size[l]
         return total
 
-    cdef Py_ssize_t _chunk(self, Py_ssize_t n, Py_ssize_t m) except -1:
-        """Rows per chunk for n rows with blocks of m, the workspace made for it."""
-        cdef Py_ssize_t rows = max(1, min(n, WORK_BUDGET // self._per_row(m)))
-        if rows > self.rows or rows * m > self.block:
-            self._reserve(max(rows, self.rows), max(rows * m, self.block))
-        return rows
-
-    cdef int _reserve(self, Py_ssize_t rows, Py_ssize_t block) except -1:
-        cdef Py_ssize_t total = 4 * rows * self.max_d + rows * self.d_out + 2 * block * self.max_d
-        cdef Py_ssize_t d
+    cdef int _reserve(self, int t, Py_ssize_t rows, Py_ssize_t block) except -1:
+        """Workspace t for chunks of at least ``rows`` rows and ``block`` block rows."""
+        cdef DWork *dw = &self.work[t]
+        cdef Py_ssize_t d, total
         cdef int l
-        for l in range(1, self.L + 1):
+        rows = max(rows, dw.rows)
+        block = max(block, self.block[t])
+        if rows == dw.rows and block == self.block[t]:
+            return 0
+        total = 4 * rows * self.max_d + rows * self.net.d_out + 2 * block * self.max_d
+        for l in range(1, self.net.L + 1):
             total += 6 * rows * self.core.net.size[l]
-        mem = cnp.PyArray_ZEROS(1, [total + self.n_params], cnp.NPY_DOUBLE, 0)
+        mem = cnp.PyArray_ZEROS(1, [total + 2 * self.net.n_params], cnp.NPY_DOUBLE, 0)
         cdef double *p = <double *>cnp.PyArray_DATA(mem)
-        for l in range(self.L):
+        for l in range(self.net.L):
             d = self.core.net.size[l + 1]
-            self.w.A[l + 1] = p
+            dw.w.A[l + 1] = p
             p += rows * d
-            self.w.Z[l + 1] = NULL
-            if self.core.net.act[l] == ACT_SILU:
-                self.w.Z[l + 1] = p
+            dw.w.Z[l + 1] = p if self.core.net.act[l] == ACT_SILU else NULL
             p += rows * d
-            self.G1[l] = p
+            dw.G1[l] = p
             p += rows * d
-            self.G2[l] = p
+            dw.G2[l] = p
             p += rows * d
-            self.Zt[l] = p
+            dw.Zt[l] = p
             p += rows * d
-            self.Ab[l] = p
+            dw.Ab[l] = p
             p += rows * d
-        self.U0 = p
+        dw.U0 = p
         p += rows * self.max_d
-        self.U1 = p
+        dw.U1 = p
         p += rows * self.max_d
-        self.R0 = p
+        dw.R0 = p
         p += rows * self.max_d
-        self.R1 = p
+        dw.R1 = p
         p += rows * self.max_d
-        self.Yhat = p
-        p += rows * self.d_out
-        self.B0 = p
+        dw.Yhat = p
+        p += rows * self.net.d_out
+        dw.B0 = p
         p += block * self.max_d
-        self.B1 = p
+        dw.B1 = p
         p += block * self.max_d
-        self.P1 = p
-        self._mem = mem
-        self.rows = rows
-        self.block = block
+        dw.P1 = p
+        p += self.net.n_params
+        dw.P2 = p
+        self._mem[t] = mem
+        dw.rows = rows
+        self.block[t] = block
         return 0
 
     cdef const double *_row_weights(self, object sample_weight, Py_ssize_t n) except? NULL:
@@ -293,326 +671,37 @@ cdef class Derivatives:
         check_row_weights(sample_weight, n, self.rw)
         return self.rw
 
-    # -- the passes on one chunk of n rows (X dense, or sx's rows) -----------------
-
-    cdef void _primes(self, const Layers *net, Py_ssize_t n, bint second) noexcept nogil:
-        """G1[ℓ] = g′, and with ``second`` G2[ℓ] = g″, at every layer's output."""
-        cdef int l, act
-        cdef Py_ssize_t m
-        for l in range(self.L):
-            act = net.act[l]
-            m = n * net.size[l + 1]
-            if act != ACT_IDENTITY:
-                fb_activation_prime(self.w.A[l + 1], self.w.Z[l + 1], self.G1[l], m, act)
-            if second and _has_second(act):
-                fb_activation_second(self.w.A[l + 1], self.w.Z[l + 1], self.G2[l], m, act)
-
-    cdef void _tangent(self, const Layers *net, Py_ssize_t n, const double *X, const CSR *sx,
-                       const double *dX, const double *dparams) noexcept nogil:
-        """Zt[ℓ] = Ż_ℓ and At[ℓ] = Ȧ_{ℓ+1} along dX (or NULL: 0) and dparams
-        (or NULL: 0), not both NULL; needs _primes."""
-        cdef int l, k, d, act
-        cdef Py_ssize_t i
-        cdef const double *a_dot
-        cdef const double *a
-        cdef const double *W_dot
-        cdef double *zt
-        cdef double *into
-        cdef bint first
-        for l in range(self.L):
-            k = net.size[l]
-            d = net.size[l + 1]
-            act = net.act[l]
-            zt = self.Zt[l]
-            a_dot = dX if l == 0 else self.At[l - 1]
-            first = True
-            if a_dot != NULL:  # Ȧ_ℓ W_ℓᵀ
-                matmul_abt_kernel(a_dot, net.params + net.w_off[l], zt, Shape(<int>n, k, d), 0)
-                first = False
-            if dparams != NULL:  # + A_ℓ Ẇ_ℓᵀ + ḃ_ℓ
-                W_dot = dparams + net.w_off[l]
-                if l == 0 and sx != NULL:
-                    into = zt if first else self.U0
-                    sparse_forward_kernel(sx, W_dot, dparams + net.b_off[0], LayerOut(into, NULL),
-                                          layer_shape(net, 0, n), ACT_IDENTITY)
-                    if not first:
-                        _add(zt, self.U0, n * d)
-                else:
-                    a = X if l == 0 else self.w.A[l]
-                    if first:
-                        matmul_abt_kernel(a, W_dot, zt, Shape(<int>n, k, d), 0)
-                    else:
-                        gemm_rm_add(<int>n, d, k, Operand(a, k, 0), Operand(W_dot, k, 1), zt, d)
-                    _add_bias(zt, dparams + net.b_off[l], n, d)
-            elif first:
-                memset(zt, 0, n * d * sizeof(double))
-            if act == ACT_IDENTITY:
-                self.At[l] = zt
-            else:
-                self.At[l] = self.Ab[l]
-                for i in range(n * d):
-                    self.At[l][i] = self.G1[l][i] * zt[i]
-
-    cdef void _backward(self, const Layers *net, Py_ssize_t n, double *top, const double *X,
-                        const CSR *sx, double *grads, double *dX) noexcept nogil:
-        """The backward pass of the cotangent top = ∂/∂A_L (n rows, consumed):
-        the parameters' part into grads (or NULL: not wanted), the inputs'
-        into dX (or NULL)."""
-        cdef int l, k, d
-        cdef double *cur = top
-        cdef double *other = self.U1 if top == self.U0 else self.U0
-        cdef double *tmp
-        cdef DenseGrads g
-        for l in range(self.L - 1, -1, -1):
-            k = net.size[l]
-            d = net.size[l + 1]
-            g.dZ_work = cur
-            g.dW = grads + net.w_off[l] if grads != NULL else NULL
-            g.db = grads + net.b_off[l] if grads != NULL else self.R1
-            g.dX = other if l > 0 else (dX if sx == NULL else NULL)
-            if l > 0:
-                dense_backward_kernel(cur, self.w.A[l], net.params + net.w_off[l],
-                                      LayerOut(self.w.A[l + 1], self.w.Z[l + 1]), g,
-                                      layer_shape(net, l, n), net.act[l], 0)
-            else:
-                backward_first_layer(net, &self.w, cur, X, sx, g, n)
-                if sx != NULL and dX != NULL:  # δX = δZ_0 W_0 (cur holds δZ_0)
-                    matmul_abt_backward_kernel(cur, NULL, net.params, dX, NULL,
-                                               layer_shape(net, 0, n), 0)
-            tmp = cur
-            cur = other
-            other = tmp
-
-    cdef void _block_backward(self, const Layers *net, Py_ssize_t n, Py_ssize_t m, double *blk,
-                              const double *X, const CSR *sx, double *J_rows,
-                              double *J_input) noexcept nogil:
-        """The backward pass of a block of n·m cotangents on A_L (consumed):
-        row r's parameter gradient into row r of J_rows (P wide; or NULL),
-        its input gradient into row r of J_input (D_in wide; or NULL)."""
-        cdef int l, k, d
-        cdef Py_ssize_t r, i, q, j, p
-        cdef double *cur = blk
-        cdef double *other = self.B1 if blk == self.B0 else self.B0
-        cdef double *tmp
-        cdef double *row
-        cdef double *dst
-        cdef const double *a
-        cdef const double *dz
-        cdef double c
-        for l in range(self.L - 1, -1, -1):
-            k = net.size[l]
-            d = net.size[l + 1]
-            if net.act[l] != ACT_IDENTITY:
-                _scale_rows(cur, self.G1[l], n, m, d)
-            if J_rows != NULL:
-                for r in range(n * m):
-                    i = r // m
-                    row = J_rows + r * self.n_params
-                    dz = cur + r * d
-                    memcpy(row + net.b_off[l], dz, d * sizeof(double))
-                    dst = row + net.w_off[l]
-                    if l == 0 and sx != NULL:  # δz_r ⊗ x_i on the stored entries
-                        memset(dst, 0, d * k * sizeof(double))
-                        i = sx.rows[i] if sx.rows != NULL else sx.row0 + i
-                        for q in range(d):
-                            c = dz[q]
-                            for p in range(sx.indptr[i], sx.indptr[i + 1]):
-                                dst[q * k + sx.indices[p]] = c * sx.data[p]
-                    else:
-                        a = (X if l == 0 else self.w.A[l]) + i * k
-                        for q in range(d):
-                            c = dz[q]
-                            for j in range(k):
-                                dst[q * k + j] = c * a[j]
-            if l > 0:
-                matmul_abt_backward_kernel(cur, NULL, net.params + net.w_off[l], other, NULL,
-                                           Shape(<int>(n * m), k, d), 0)
-            elif J_input != NULL:
-                matmul_abt_backward_kernel(cur, NULL, net.params, J_input, NULL,
-                                           Shape(<int>(n * m), k, d), 0)
-            tmp = cur
-            cur = other
-            other = tmp
-
-    cdef void _yhat(self, Py_ssize_t n) noexcept nogil:
-        """Yhat = ŷ of the chunk (after the forward pass of the core's layers)."""
-        cdef Py_ssize_t m = n * self.d_out
-        memcpy(self.Yhat, self.w.A[self.L], m * sizeof(double))
-        if self.core.output == OUT_SOFTMAX:
-            softmax_rows(self.Yhat, n, self.d_out)
-        elif self.core.output == OUT_EXP:
-            fb_exp_array(self.Yhat, self.Yhat, m)
-
-    cdef void _hessian_backward(self, const Layers *net, Py_ssize_t n, const double *X,
-                                const CSR *sx, const double *v, double *Hv) noexcept nogil:
-        """Hv of the chunk: U0 = δ_L and R0 = R(δ_L) in, the R-op's backward pass."""
-        cdef int l, k, d, act
-        cdef Py_ssize_t i
-        cdef double *u = self.U0
-        cdef double *ru = self.R0
-        cdef double *u_next = self.U1
-        cdef double *ru_next = self.R1
-        cdef double *tmp
-        cdef double *HvW
-        cdef double *Hvb
-        cdef const double *g1
-        cdef const double *g2
-        cdef const double *zt
-        cdef const double *a
-        cdef const double *W
-        cdef double du
-        cdef Shape s
-        for l in range(self.L - 1, -1, -1):
-            k = net.size[l]
-            d = net.size[l + 1]
-            act = net.act[l]
-            s = Shape(<int>n, k, d)
-            W = net.params + net.w_off[l]
-            HvW = Hv + net.w_off[l]
-            Hvb = Hv + net.b_off[l]
-            if act != ACT_IDENTITY:  # δZ = δ ⊙ g′, R(δZ) = R(δ) ⊙ g′ + δ ⊙ g″ ⊙ Ż
-                g1 = self.G1[l]
-                g2 = self.G2[l]
-                zt = self.Zt[l]
-                if _has_second(act):
-                    for i in range(n * d):
-                        du = u[i]
-                        u[i] = du * g1[i]
-                        ru[i] = ru[i] * g1[i] + du * g2[i] * zt[i]
-                else:
-                    for i in range(n * d):
-                        u[i] = u[i] * g1[i]
-                        ru[i] = ru[i] * g1[i]
-            # R(δW) = R(δZ)ᵀ A + δZᵀ Ȧ, R(δb) = Σ_rows R(δZ)
-            if l == 0 and sx != NULL:
-                sparse_backward_kernel(ru, sx, LayerOut(NULL, NULL), DenseGrads(NULL, HvW, Hvb, NULL),
-                                       s, ACT_IDENTITY)
-            else:
-                a = X if l == 0 else self.w.A[l]
-                matmul_abt_backward_kernel(ru, a, W, NULL, HvW, s, 0)
-                memset(Hvb, 0, d * sizeof(double))
-                for i in range(n):
-                    _add(Hvb, ru + i * d, d)
-            if l > 0:
-                gemm_rm_add(d, k, <int>n, Operand(u, d, 1), Operand(self.At[l - 1], k, 0), HvW, k)
-                # δ below = δZ W, R(δ) below = R(δZ) W + δZ Ẇ
-                matmul_abt_backward_kernel(u, NULL, W, u_next, NULL, s, 0)
-                matmul_abt_backward_kernel(ru, NULL, W, ru_next, NULL, s, 0)
-                gemm_rm_add(<int>n, k, d, Operand(u, d, 0), Operand(v + net.w_off[l], k, 0),
-                            ru_next, k)
-                tmp = u
-                u = u_next
-                u_next = tmp
-                tmp = ru
-                ru = ru_next
-                ru_next = tmp
-
-    cdef void _jacobian_forward(self, Py_ssize_t n, double *J) noexcept nogil:
-        """J (n, D_out, D_in) in forward mode: D_in tangents e_j per example,
-        block row i·D_in + j, each layer one product over the block."""
-        cdef const Layers *net = &self.core.net
-        cdef Py_ssize_t m = self.d_in, i, j, q
-        cdef int l, k, d
-        cdef double *cur = self.B0
-        cdef double *other = self.B1
-        cdef double *tmp
-        cdef const double *W0 = net.params
-        d = net.size[1]
-        for i in range(n):  # Ż_0 = e_j W_0ᵀ: column j of W_0
-            for j in range(m):
-                for q in range(d):
-                    cur[(i * m + j) * d + q] = W0[q * m + j]
-        for l in range(self.L):
-            k = net.size[l]
-            d = net.size[l + 1]
-            if l > 0:
-                matmul_abt_kernel(cur, net.params + net.w_off[l], other, Shape(<int>(n * m), k, d), 0)
-                tmp = cur
-                cur = other
-                other = tmp
-            if net.act[l] != ACT_IDENTITY:
-                _scale_rows(cur, self.G1[l], n, m, d)
-        _output_jvp(self.core.output, self.Yhat, cur, cur, n, m, self.d_out)
-        d = self.d_out
-        for i in range(n):  # J[i, q, j] = block row i·m + j, column q
-            for j in range(m):
-                for q in range(d):
-                    J[(i * d + q) * m + j] = cur[(i * m + j) * d + q]
-
-    cdef void _run(self, Call *c) noexcept nogil:
-        """The call's passes, chunk by chunk over its rows."""
-        cdef const Layers *net = &self.logits if c.loss != LOSS_SQUARED_ERROR else &self.core.net
-        cdef Py_ssize_t n = c.whole.n, start = 0, m, P = self.n_params
-        cdef int k0 = self.d_in, dL = self.d_out
-        cdef Batch b
-        cdef double worst
-        cdef double *sum_to
-        cdef const double *X
-        cdef const double *dX
-        c.J = 0.0
-        while start < n:
-            m = min(c.rows, n - start)
-            b = batch_rows(&c.whole, start, m, k0, dL)
-            X = b.X
-            dX = c.dX + start * k0 if c.dX != NULL else NULL
-            if c.sx != NULL:
-                self.core.sx.row0 = start
-            sum_to = c.out if start == 0 else self.P1  # (a sum over the rows: chunks add)
-            forward_layers(net, &self.w, X, c.sx, m)
-            if c.kind != K_VJP and c.kind != K_INPUT_GRADIENT:
-                self._primes(net, m, c.kind == K_HVP)
-            if c.kind == K_INPUT_JACOBIAN:
-                self._yhat(m)
-                if self.d_in < self.d_out:
-                    self._jacobian_forward(m, c.out + start * dL * k0)
-                else:
-                    _output_rows(self.core.output, self.Yhat, self.B0, m, dL)
-                    self._block_backward(net, m, dL, self.B0, X, c.sx, NULL,
-                                         c.out + start * dL * k0)
-            elif c.kind == K_PARAM_JACOBIAN:
-                self._yhat(m)
-                _output_rows(self.core.output, self.Yhat, self.B0, m, dL)
-                self._block_backward(net, m, dL, self.B0, X, c.sx, c.out + start * dL * P, NULL)
-            elif c.kind == K_JVP:
-                self._tangent(net, m, X, c.sx, dX, c.v)
-                self._yhat(m)
-                memcpy(c.out + start * dL, self.Yhat, m * dL * sizeof(double))
-                _output_jvp(self.core.output, self.Yhat, self.At[self.L - 1], c.out2 + start * dL,
-                            m, 1, dL)
-            elif c.kind == K_VJP:
-                self._yhat(m)
-                _output_jvp(self.core.output, self.Yhat, c.dY + start * dL, self.U0, m, 1, dL)
-                sum_to = c.out2 if start == 0 else self.P1
-                self._backward(net, m, self.U0, X, c.sx, sum_to, c.out + start * k0)
-                if start > 0:
-                    _add(c.out2, self.P1, P)
-            elif c.kind == K_INPUT_GRADIENT:
-                c.J += loss_rows(c.loss, self.w.A[self.L], self.U0, dL, &b, c.s, &worst)
-                self._backward(net, m, self.U0, X, c.sx, NULL, c.out + start * k0)
-            elif c.kind == K_PER_EXAMPLE:
-                c.J += loss_rows(c.loss, self.w.A[self.L], self.B0, dL, &b, c.s, &worst)
-                self._block_backward(net, m, 1, self.B0, X, c.sx, c.out + start * P, NULL)
-            else:  # K_HVP, K_GNVP: the tangent along v, δ_L, R(δ_L) = H_u u̇
-                self._tangent(net, m, X, c.sx, NULL, c.v)
-                c.J += loss_rows(c.loss, self.w.A[self.L], self.U0, dL, &b, c.s, &worst)
-                loss_hessian_rows(c.loss, self.w.A[self.L], self.At[self.L - 1], self.R0, dL, &b, c.s)
-                if c.kind == K_HVP:
-                    self._hessian_backward(net, m, X, c.sx, c.v, sum_to)
-                else:
-                    self._backward(net, m, self.R0, X, c.sx, sum_to, NULL)
-                if start > 0:
-                    _add(c.out, self.P1, P)
-            start += m
-
     cdef int _go(self, Call *c, Py_ssize_t m) except -1:
-        """Run the call (its whole batch set) with chunks of blocks of m."""
+        """Run the call (its whole batch set; blocks of m rows per example):
+        split over two threads when it is worth it."""
+        cdef Py_ssize_t n = c.whole.n, P = self.net.n_params
+        cdef int64_t madds = <int64_t>n * m * self.core.madds_per_row
+        cdef bint split = (madds >= SPLIT_MIN_MADDS and n >= 2 * SPLIT_MIN_ROWS
+                           and fb_team_width(<void *>dgemm) >= 2)
+        cdef Py_ssize_t rows = max(1, self.budget // self._per_row(m))
+        cdef int t
+        c.n0 = (n + 1) // 2 if split else n
+        c.net = &self.net
         c.sx = self.core._sx_ptr()
-        c.rows = self._chunk(c.whole.n, m)
-        if worth_releasing_gil(c.whole.n * m * self.core.madds_per_row):
+        c.J[0] = 0.0
+        c.J[1] = 0.0
+        for t in range(2 if split else 1):
+            self._reserve(t, min(rows, c.n0), min(rows, c.n0) * m)
+            self.work[t].w.threads = 1 if split else 0  # each part's products on its own thread
+            if c.sx != NULL:
+                self.work[t].sx = c.sx[0]
+            c.work[t] = &self.work[t]
+        if split:
+            self.split_calls += 1
             with nogil:
-                self._run(c)
+                fb_team_run(_part, c)
+                if _sums(c.kind):
+                    _add(c.out2 if c.kind == K_VJP else c.out, self.work[1].P2, P)
+        elif worth_releasing_gil(madds):
+            with nogil:
+                _part(c, 0)
         else:
-            self._run(c)
+            _part(c, 0)
         return 0
 
     cdef int _inputs(self, Call *c, object X, object T, int loss, int reduction,
@@ -620,7 +709,8 @@ cdef class Derivatives:
         """c ← a call of ``kind`` on X (and T, for a loss: checked, with the
         row weights of the whole X)."""
         c.kind = kind
-        c.loss = loss
+        c.loss = LOSS_SQUARED_ERROR  # (no loss: the core's own layers)
+        c.s = 1.0
         c.dX = NULL
         c.dY = NULL
         c.v = NULL
@@ -630,9 +720,9 @@ cdef class Derivatives:
             c.whole.T = NULL
             c.whole.labels = NULL
             c.whole.r = NULL
-            c.loss = LOSS_SQUARED_ERROR  # (no loss: the core's own layers)
             return 0
         check_codes(loss, reduction)
+        c.loss = loss
         self.core._batch(&c.whole, X, T, loss, True)
         c.whole.r = self._row_weights(sample_weight, c.whole.n)
         c.s = loss_scale(reduction, c.whole.n)
@@ -640,7 +730,7 @@ cdef class Derivatives:
 
     cdef const double *_params_vector(self, object v, str name) except? NULL:
         return <const double *>cnp.PyArray_DATA(check_vector(
-            v, name, cnp.NPY_DOUBLE, self.n_params, "values (one per parameter)", False))
+            v, name, cnp.NPY_DOUBLE, self.net.n_params, "values (one per parameter)", False))
 
     # -- Python entry points (the arguments checked; codes from fastbp._enums) --
 
@@ -648,9 +738,10 @@ cdef class Derivatives:
         """out (N, D_out, D_in) = ∂ŷ_i/∂x_i for every row of X; returned."""
         cdef Call c
         self._inputs(&c, X, None, 0, 0, None, K_INPUT_JACOBIAN)
-        J = check_output_shape(out, "out", (c.whole.n, self.d_out, self.d_in), (_array(X),), ("X",))
+        J = check_output_shape(out, "out", (c.whole.n, self.net.d_out, self.net.d_in),
+                               (_array(X),), ("X",))
         c.out = <double *>cnp.PyArray_DATA(J)
-        self._go(&c, min(self.d_in, self.d_out))
+        self._go(&c, min(self.net.d_in, self.net.d_out))
         return J
 
     def input_gradient(self, X, T, out=None, *, int loss=LOSS_SQUARED_ERROR, int reduction=0,
@@ -658,10 +749,10 @@ cdef class Derivatives:
         """(J, out = ∂J/∂X (N, D_in)) of the loss on (X, T)."""
         cdef Call c
         self._inputs(&c, X, T, loss, reduction, sample_weight, K_INPUT_GRADIENT)
-        dX = check_output(out, "out", c.whole.n, self.d_in, 2, (_array(X), T), ("X", "T"))
+        dX = check_output(out, "out", c.whole.n, self.net.d_in, 2, (_array(X), T), ("X", "T"))
         c.out = <double *>cnp.PyArray_DATA(dX)
         self._go(&c, 1)
-        return c.J, dX
+        return c.J[0] + c.J[1], dX
 
     def jvp(self, X, dX=None, dparams=None, out=None):
         """(Y, dY): ŷ of X and its tangent along dX (N, D_in) and/or dparams
@@ -671,13 +762,13 @@ cdef class Derivatives:
             raise ValueError("jvp needs a tangent: dX (N, D_in) and/or dparams (P,), got neither")
         self._inputs(&c, X, None, 0, 0, None, K_JVP)
         if dX is not None:
-            c.dX = <const double *>cnp.PyArray_DATA(check_rows(dX, "dX", self.d_in, c.whole.n))
+            c.dX = <const double *>cnp.PyArray_DATA(check_rows(dX, "dX", self.net.d_in, c.whole.n))
         if dparams is not None:
             c.v = self._params_vector(dparams, "dparams")
         Y_out, dY_out = _pair(out)
-        Y = check_output(Y_out, "out[0]", c.whole.n, self.d_out, 2, (_array(X), dX, dparams),
+        Y = check_output(Y_out, "out[0]", c.whole.n, self.net.d_out, 2, (_array(X), dX, dparams),
                          ("X", "dX", "dparams"))
-        dY = check_output(dY_out, "out[1]", c.whole.n, self.d_out, 2,
+        dY = check_output(dY_out, "out[1]", c.whole.n, self.net.d_out, 2,
                           (_array(X), dX, dparams, Y), ("X", "dX", "dparams", "out[0]"))
         c.out = <double *>cnp.PyArray_DATA(Y)
         c.out2 = <double *>cnp.PyArray_DATA(dY)
@@ -689,10 +780,11 @@ cdef class Derivatives:
         (N, D_in) and to the parameters (P,); out: a pair of buffers, or None."""
         cdef Call c
         self._inputs(&c, X, None, 0, 0, None, K_VJP)
-        c.dY = <const double *>cnp.PyArray_DATA(check_rows(dY, "dY", self.d_out, c.whole.n))
+        c.dY = <const double *>cnp.PyArray_DATA(check_rows(dY, "dY", self.net.d_out, c.whole.n))
         dX_out, dp_out = _pair(out)
-        dX = check_output(dX_out, "out[0]", c.whole.n, self.d_in, 2, (_array(X), dY), ("X", "dY"))
-        dp = check_output(dp_out, "out[1]", 0, self.n_params, 1, (_array(X), dY, dX),
+        dX = check_output(dX_out, "out[0]", c.whole.n, self.net.d_in, 2, (_array(X), dY),
+                          ("X", "dY"))
+        dp = check_output(dp_out, "out[1]", 0, self.net.n_params, 1, (_array(X), dY, dX),
                           ("X", "dY", "out[0]"))
         c.out = <double *>cnp.PyArray_DATA(dX)
         c.out2 = <double *>cnp.PyArray_DATA(dp)
@@ -709,7 +801,7 @@ cdef class Derivatives:
         cdef Call c
         self._inputs(&c, X, T, loss, reduction, sample_weight, K_GNVP if gauss_newton else K_HVP)
         c.v = self._params_vector(v, "v")
-        Hv = check_output(out, "out", 0, self.n_params, 1, (_array(X), T, v), ("X", "T", "v"))
+        Hv = check_output(out, "out", 0, self.net.n_params, 1, (_array(X), T, v), ("X", "T", "v"))
         c.out = <double *>cnp.PyArray_DATA(Hv)
         if c.whole.n == 0:
             Hv[...] = 0.0
@@ -720,9 +812,10 @@ cdef class Derivatives:
         """out (N·D_out, P): row i·D_out + k = ∂ŷ_ik/∂θ; returned."""
         cdef Call c
         self._inputs(&c, X, None, 0, 0, None, K_PARAM_JACOBIAN)
-        J = check_output(out, "out", c.whole.n * self.d_out, self.n_params, 2, (_array(X),), ("X",))
+        J = check_output(out, "out", c.whole.n * self.net.d_out, self.net.n_params, 2,
+                         (_array(X),), ("X",))
         c.out = <double *>cnp.PyArray_DATA(J)
-        self._go(&c, self.d_out)
+        self._go(&c, self.net.d_out)
         return J
 
     def per_example_gradients(self, X, T, out=None, *, int loss=LOSS_SQUARED_ERROR,
@@ -731,7 +824,7 @@ cdef class Derivatives:
         loss; returned."""
         cdef Call c
         self._inputs(&c, X, T, loss, reduction, sample_weight, K_PER_EXAMPLE)
-        G = check_output(out, "out", c.whole.n, self.n_params, 2, (_array(X), T), ("X", "T"))
+        G = check_output(out, "out", c.whole.n, self.net.n_params, 2, (_array(X), T), ("X", "T"))
         c.out = <double *>cnp.PyArray_DATA(G)
         self._go(&c, 1)
         return G

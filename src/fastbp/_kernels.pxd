@@ -40,9 +40,9 @@ cdef struct Operand:
 cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
                   int threads) noexcept nogil
 
-# Row-major C += op(A) op(B) (the BLAS's own threads).
-cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C,
-                      int ldc) noexcept nogil
+# Row-major C += op(A) op(B); threads as gemm_rm's.
+cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
+                      int threads) noexcept nogil
 
 # ``threads``: how many threads the BLAS may use for a call; 0 asks the BLAS,
 # 1 says the caller runs it on one of its own threads (then products OpenBLAS

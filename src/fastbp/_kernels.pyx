@@ -96,18 +96,11 @@ cdef void _gemm_beta(int m, int n, int k, Operand A, Operand B, double beta, dou
           &beta, C, &ldc)
 
 
-cdef inline void _gemm(int m, int n, int k, Operand A, Operand B, double *C, int ldc) noexcept nogil:
-    _gemm_beta(m, n, k, A, B, 0.0, C, ldc)
 
 
-cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C,
-                      int ldc) noexcept nogil:
-    _gemm_beta(m, n, k, A, B, 1.0, C, ldc)
-
-
-cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
-                  int threads) noexcept nogil:
-    """_gemm; with threads == 1 (the caller runs it on one of its own
+cdef void _gemm_rm_beta(int m, int n, int k, Operand A, Operand B, double beta, double *C,
+                        int ldc, int threads) noexcept nogil:
+    """_gemm_beta; with threads == 1 (the caller runs it on one of its own
     threads), a product OpenBLAS would spread over its pool is made in
     pieces of at most 2¹⁸ madds, which it keeps on the calling thread.
 
@@ -121,7 +114,7 @@ cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
     if (threads != 1 or madds <= BLAS_THREADED_MADDS
             or (madds <= SMALL_ABT_MADDS and not (B.trans and not A.trans)
                 and fb_blas_small_kernels(<void *>dgemm))):
-        _gemm(m, n, k, A, B, C, ldc)
+        _gemm_beta(m, n, k, A, B, beta, C, ldc)
         return
     pieces = (madds + BLAS_THREADED_MADDS - 1) // BLAS_THREADED_MADDS
     lo = 0
@@ -130,17 +123,27 @@ cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
         part = A
         while lo < m:
             part.p = A.p + (lo if A.trans else <Py_ssize_t>lo * A.ld)
-            _gemm(min(step, m - lo), n, k, part, B, C + <Py_ssize_t>lo * ldc, ldc)
+            _gemm_beta(min(step, m - lo), n, k, part, B, beta, C + <Py_ssize_t>lo * ldc, ldc)
             lo += step
     elif n >= pieces:  # bands of C's columns: columns of op(B)
         step = <int>((n + pieces - 1) // pieces)
         part = B
         while lo < n:
             part.p = B.p + (<Py_ssize_t>lo * B.ld if B.trans else lo)
-            _gemm(m, min(step, n - lo), k, A, part, C + lo, ldc)
+            _gemm_beta(m, min(step, n - lo), k, A, part, beta, C + lo, ldc)
             lo += step
     else:  # (so long a sum that no band is small: left to the BLAS)
-        _gemm(m, n, k, A, B, C, ldc)
+        _gemm_beta(m, n, k, A, B, beta, C, ldc)
+
+
+cdef void gemm_rm(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
+                  int threads) noexcept nogil:
+    _gemm_rm_beta(m, n, k, A, B, 0.0, C, ldc, threads)
+
+
+cdef void gemm_rm_add(int m, int n, int k, Operand A, Operand B, double *C, int ldc,
+                      int threads) noexcept nogil:
+    _gemm_rm_beta(m, n, k, A, B, 1.0, C, ldc, threads)
 
 
 cdef inline bint _release(int64_t n, int64_t k, int64_t d) noexcept nogil:
