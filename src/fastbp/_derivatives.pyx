@@ -48,6 +48,21 @@ cdef extern from "_fastmath.h" nogil:
     void fb_activation_prime(const double *Y, const double *Z, double *G, int64_t m, int act)
     void fb_activation_second(const double *Y, const double *Z, double *G2, int64_t m, int act)
 
+cdef extern from "_derivmath.h" nogil:
+    # B[r] ⊙= G[r // m], the n·m rows of width d of a block
+    void fb_scale_rows(double *B, const double *G, int64_t n, int64_t m, int64_t d)
+    # row r of J (stride ldj) = dZ[r] (d) ⊗ A[r // m] (k), for the n·m rows r
+    void fb_outer_rows(const double *dZ, int64_t d, const double *A, int64_t k, int64_t n,
+                       int64_t m, double *J, int64_t ldj)
+    # B row i·d + q = c[i·d + q] W[q] (c NULL: 1), W (d, k)
+    void fb_diagonal_rows(const double *c, int64_t n, int64_t d, const double *W, int64_t k,
+                          double *B)
+    # u ← u g1, ru ← ru g1 + u g2 zt (g2 NULL: 0)
+    void fb_r_epilogue(double *u, double *ru, const double *g1, const double *g2,
+                       const double *zt, int64_t count)
+    # y = a ⊙ b
+    void fb_mul(double *y, const double *a, const double *b, int64_t count)
+
 cdef extern from "_team.h" nogil:
     ctypedef void (*fb_task_fn)(void *arg, int part) noexcept nogil
     int fb_team_width(void *dgemm)
@@ -58,9 +73,10 @@ cnp.import_array()
 # Doubles of workspace a chunk of rows may use (32 MB).
 WORK_BUDGET = 1 << 22
 
-# A call is split over two threads from this many multiply-adds of its
-# passes (below, the hand-over costs more than the second core gives), and
-# only with at least SPLIT_MIN_ROWS rows a part.
+# A call is split over two threads from this much work (multiply-adds of its
+# passes, and the elements a Jacobian writes; below, the hand-over costs
+# more than the second core gives), and only with at least SPLIT_MIN_ROWS
+# rows a part.
 cdef enum:
     SPLIT_MIN_MADDS = 1 << 18
     SPLIT_MIN_ROWS = 8
@@ -126,20 +142,6 @@ cdef inline bint _has_second(int act) noexcept nogil:
 cdef inline bint _sums(int kind) noexcept nogil:
     """Whether the call's result is a sum over the rows (a P-vector)."""
     return kind == K_HVP or kind == K_GNVP or kind == K_VJP
-
-
-cdef void _scale_rows(double *B, const double *G, Py_ssize_t n, Py_ssize_t m,
-                      Py_ssize_t d) noexcept nogil:
-    """B[r] ⊙= G[r // m] for the n·m rows of width d of a block."""
-    cdef Py_ssize_t i, q, j
-    cdef double *b
-    cdef const double *g
-    for i in range(n):
-        g = G + i * d
-        for q in range(m):
-            b = B + (i * m + q) * d
-            for j in range(d):
-                b[j] *= g[j]
 
 
 cdef void _add_bias(double *Z, const double *b, Py_ssize_t n, Py_ssize_t d) noexcept nogil:
@@ -251,8 +253,7 @@ cdef void _tangent(const Layers *lay, DWork *dw, Py_ssize_t n, const double *X, 
             dw.At[l] = zt
         else:
             dw.At[l] = dw.Ab[l]
-            for i in range(n * d):
-                dw.At[l][i] = dw.G1[l][i] * zt[i]
+            fb_mul(dw.At[l], dw.G1[l], zt, n * d)
 
 
 cdef void _backward(const Layers *lay, DWork *dw, Py_ssize_t n, double *top, const double *X,
@@ -306,47 +307,54 @@ cdef void _top_rows(const Net *net, DWork *dw, Py_ssize_t n) noexcept nogil:
                 b[k] = 1.0
 
 
-cdef void _block_backward(const Layers *lay, DWork *dw, Py_ssize_t n, Py_ssize_t m,
+cdef void _diagonal_top(const Net *net, DWork *dw, Py_ssize_t n, double *B) noexcept nogil:
+    """B (n·D_out rows of width size[L−1]): row i·D_out + k = c_ik W_{L−1}[k],
+    the cotangent of ŷ_ik on A_{L−1} when ∂ŷ_i/∂Z_{L−1} is diagonal, c_ik its
+    entry: g′ of the output layer (1 for identity) or, for exp, ŷ_ik."""
+    cdef const Layers *lay = net.layers
+    cdef int l = lay.L - 1
+    cdef const double *c = NULL
+    if net.output == OUT_EXP:
+        c = dw.Yhat
+    elif lay.act[l] != ACT_IDENTITY:
+        c = dw.G1[l]
+    fb_diagonal_rows(c, n, net.d_out, lay.params + lay.w_off[l], lay.size[l], B)
+
+
+cdef void _block_backward(const Layers *lay, DWork *dw, Py_ssize_t n, Py_ssize_t m, int top,
                           const double *X, const CSR *sx, double *J_rows, Py_ssize_t P,
                           double *J_input) noexcept nogil:
-    """The backward pass of the block B0 of n·m cotangents on A_L (consumed):
-    row r's parameter gradient into row r of J_rows (P wide; or NULL), its
-    input gradient into row r of J_input (D_in wide; or NULL)."""
+    """The backward pass from layer ``top`` down of the block B0 of n·m
+    cotangents on A_{top+1} (consumed): row r's parameter gradient into row r
+    of J_rows (P wide; or NULL), its input gradient into row r of J_input
+    (D_in wide; or NULL)."""
     cdef int l, k, d
-    cdef Py_ssize_t r, i, q, j, p
+    cdef Py_ssize_t r, i, q, p
     cdef double *cur = dw.B0
     cdef double *other = dw.B1
     cdef double *tmp
-    cdef double *row
     cdef double *dst
-    cdef const double *a
-    cdef const double *dz
     cdef double c
-    for l in range(lay.L - 1, -1, -1):
+    for l in range(top, -1, -1):
         k = lay.size[l]
         d = lay.size[l + 1]
         if lay.act[l] != ACT_IDENTITY:
-            _scale_rows(cur, dw.G1[l], n, m, d)
+            fb_scale_rows(cur, dw.G1[l], n, m, d)
         if J_rows != NULL:
             for r in range(n * m):
-                i = r // m
-                row = J_rows + r * P
-                dz = cur + r * d
-                memcpy(row + lay.b_off[l], dz, d * sizeof(double))
-                dst = row + lay.w_off[l]
-                if l == 0 and sx != NULL:  # δz_r ⊗ x_i on the stored entries
+                memcpy(J_rows + r * P + lay.b_off[l], cur + r * d, d * sizeof(double))
+            if l == 0 and sx != NULL:  # δz_r ⊗ x_i on the stored entries
+                for r in range(n * m):
+                    dst = J_rows + r * P
                     memset(dst, 0, d * k * sizeof(double))
+                    i = r // m
                     i = sx.rows[i] if sx.rows != NULL else sx.row0 + i
                     for q in range(d):
-                        c = dz[q]
+                        c = cur[r * d + q]
                         for p in range(sx.indptr[i], sx.indptr[i + 1]):
                             dst[q * k + sx.indices[p]] = c * sx.data[p]
-                else:
-                    a = (X if l == 0 else dw.w.A[l]) + i * k
-                    for q in range(d):
-                        c = dz[q]
-                        for j in range(k):
-                            dst[q * k + j] = c * a[j]
+            else:
+                fb_outer_rows(cur, d, X if l == 0 else dw.w.A[l], k, n, m, J_rows + lay.w_off[l], P)
         if l > 0 or J_input != NULL:
             matmul_abt_backward_kernel(cur, NULL, lay.params + lay.w_off[l],
                                        other if l > 0 else J_input, NULL,
@@ -380,7 +388,7 @@ cdef void _jacobian_forward(const Net *net, DWork *dw, Py_ssize_t n, double *J) 
             cur = other
             other = tmp
         if lay.act[l] != ACT_IDENTITY:
-            _scale_rows(cur, dw.G1[l], n, m, d)
+            fb_scale_rows(cur, dw.G1[l], n, m, d)
     _output_jvp(net.output, dw.Yhat, cur, cur, n, m, net.d_out)
     d = net.d_out
     for i in range(n):  # J[i, q, j] = block row i·m + j, column q
@@ -401,11 +409,7 @@ cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const do
     cdef double *tmp
     cdef double *HvW
     cdef double *Hvb
-    cdef const double *g1
-    cdef const double *g2
-    cdef const double *zt
     cdef const double *W
-    cdef double du
     cdef Shape s
     for l in range(lay.L - 1, -1, -1):
         k = lay.size[l]
@@ -416,18 +420,7 @@ cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const do
         HvW = Hv + lay.w_off[l]
         Hvb = Hv + lay.b_off[l]
         if act != ACT_IDENTITY:  # δZ = δ ⊙ g′, R(δZ) = R(δ) ⊙ g′ + δ ⊙ g″ ⊙ Ż
-            g1 = dw.G1[l]
-            g2 = dw.G2[l]
-            zt = dw.Zt[l]
-            if _has_second(act):
-                for i in range(n * d):
-                    du = u[i]
-                    u[i] = du * g1[i]
-                    ru[i] = ru[i] * g1[i] + du * g2[i] * zt[i]
-            else:
-                for i in range(n * d):
-                    u[i] = u[i] * g1[i]
-                    ru[i] = ru[i] * g1[i]
+            fb_r_epilogue(u, ru, dw.G1[l], dw.G2[l] if _has_second(act) else NULL, dw.Zt[l], n * d)
         # R(δW) = R(δZ)ᵀ A + δZᵀ Ȧ, R(δb) = Σ_rows R(δZ)
         if l == 0 and sx != NULL:
             sparse_backward_kernel(ru, sx, LayerOut(NULL, NULL), DenseGrads(NULL, HvW, Hvb, NULL),
@@ -480,13 +473,18 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
             _yhat(net, dw, m)
             if k0 < dL:
                 _jacobian_forward(net, dw, m, c.out + start * dL * k0)
+            elif net.output != OUT_SOFTMAX:  # a diagonal output: its rows of W_{L-1}, no product
+                _diagonal_top(net, dw, m, c.out + start * dL * k0 if lay.L == 1 else dw.B0)
+                if lay.L > 1:
+                    _block_backward(lay, dw, m, dL, lay.L - 2, X, sx, NULL, P,
+                                    c.out + start * dL * k0)
             else:
                 _top_rows(net, dw, m)
-                _block_backward(lay, dw, m, dL, X, sx, NULL, P, c.out + start * dL * k0)
+                _block_backward(lay, dw, m, dL, lay.L - 1, X, sx, NULL, P, c.out + start * dL * k0)
         elif kind == K_PARAM_JACOBIAN:
             _yhat(net, dw, m)
             _top_rows(net, dw, m)
-            _block_backward(lay, dw, m, dL, X, sx, c.out + start * dL * P, P, NULL)
+            _block_backward(lay, dw, m, dL, lay.L - 1, X, sx, c.out + start * dL * P, P, NULL)
         elif kind == K_JVP:
             _tangent(lay, dw, m, X, sx, dX, c.v)
             _yhat(net, dw, m)
@@ -501,7 +499,7 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
             _backward(lay, dw, m, dw.U0, X, sx, NULL, c.out + start * k0)
         elif kind == K_PER_EXAMPLE:
             J += loss_rows(c.loss, dw.w.A[lay.L], dw.B0, dL, &b, c.s, &worst)
-            _block_backward(lay, dw, m, 1, X, sx, c.out + start * P, P, NULL)
+            _block_backward(lay, dw, m, 1, lay.L - 1, X, sx, c.out + start * P, P, NULL)
         else:  # K_HVP, K_GNVP: the tangent along v, δ_L, R(δ_L) = H_u u̇
             _tangent(lay, dw, m, X, sx, NULL, c.v)
             J += loss_rows(c.loss, dw.w.A[lay.L], dw.U0, dL, &b, c.s, &worst)
@@ -676,7 +674,10 @@ cdef class Derivatives:
         split over two threads when it is worth it."""
         cdef Py_ssize_t n = c.whole.n, P = self.net.n_params
         cdef int64_t madds = <int64_t>n * m * self.core.madds_per_row
-        cdef bint split = (madds >= SPLIT_MIN_MADDS and n >= 2 * SPLIT_MIN_ROWS
+        # a Jacobian's writes count as work too (they cost as much as madds)
+        cdef int64_t work = madds + (<int64_t>n * m * P if c.kind == K_PARAM_JACOBIAN
+                                     or c.kind == K_PER_EXAMPLE else 0)
+        cdef bint split = (work >= SPLIT_MIN_MADDS and n >= 2 * SPLIT_MIN_ROWS
                            and fb_team_width(<void *>dgemm) >= 2)
         cdef Py_ssize_t rows = max(1, self.budget // self._per_row(m))
         cdef int t
