@@ -131,6 +131,7 @@ cdef struct Call:
     const Net *net
     DWork *work[2]
     Py_ssize_t n0        # rows of part 0 (all of them when not split)
+    Py_ssize_t rows      # rows per chunk (the workspaces hold them, in blocks too)
     double J[2]          # each part's loss
 
 
@@ -460,7 +461,7 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
     cdef const double *dX
     cdef const CSR *sx = &dw.sx if c.sx != NULL else NULL
     while start < hi:
-        m = min(dw.rows, hi - start)
+        m = min(c.rows, hi - start)
         b = batch_rows(&c.whole, start, m, k0, dL)
         X = b.X
         dX = c.dX + start * k0 if c.dX != NULL else NULL
@@ -679,15 +680,15 @@ cdef class Derivatives:
                                      or c.kind == K_PER_EXAMPLE else 0)
         cdef bint split = (work >= SPLIT_MIN_MADDS and n >= 2 * SPLIT_MIN_ROWS
                            and fb_team_width(<void *>dgemm) >= 2)
-        cdef Py_ssize_t rows = max(1, self.budget // self._per_row(m))
         cdef int t
         c.n0 = (n + 1) // 2 if split else n
+        c.rows = max(1, min(c.n0, self.budget // self._per_row(m)))
         c.net = &self.net
         c.sx = self.core._sx_ptr()
         c.J[0] = 0.0
         c.J[1] = 0.0
         for t in range(2 if split else 1):
-            self._reserve(t, min(rows, c.n0), min(rows, c.n0) * m)
+            self._reserve(t, c.rows, c.rows * m)
             self.work[t].w.threads = 1 if split else 0  # each part's products on its own thread
             if c.sx != NULL:
                 self.work[t].sx = c.sx[0]
