@@ -65,6 +65,24 @@ if MLP is not None:
     wide = MLP([200, 16, 3], activation="silu", seed=4)
     wide.fit(Xs, T, epochs=2, batch_size=16, lr=0.01, seed=0)
     wide.predict(Xs)
+    # the derivative passes (fastbp._derivatives), dense and CSR, chunked and split
+    v = rng.standard_normal(multi.n_params)
+    multi.input_jacobian(X)
+    multi.param_jacobian(X)
+    multi.jvp(X, rng.standard_normal(X.shape), v)
+    multi.vjp(X, T)
+    multi.hvp(X, (T > 0).astype(float), v, loss="binary_cross_entropy")
+    multi.gnvp(X, (T > 0).astype(float), v, loss="binary_cross_entropy")
+    multi.per_example_gradients(X, (T > 0).astype(float), loss="binary_cross_entropy")
+    multi.input_gradient(X, (T > 0).astype(float), loss="binary_cross_entropy")
+    w = rng.standard_normal(wide.n_params)
+    wide.hvp(Xs, T, w)
+    wide.param_jacobian(Xs)
+    wide.input_jacobian(Xs)
+    from fastbp import _derivatives
+    small = _derivatives.Derivatives(counts.core, budget=300)  # many chunks
+    small.hvp(X, np.abs(T), rng.standard_normal(counts.n_params), loss=3)
+    small.param_jacobian(X)
 else:
     W1, b1 = rng.standard_normal((16, 8)), np.zeros(16)
     W2, b2 = rng.standard_normal((3, 16)), np.zeros(3)

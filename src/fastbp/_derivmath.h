@@ -44,11 +44,12 @@ FB_INLINE void fb_outer_rows_impl(const double *FB_RESTRICT dZ, int64_t d,
     }
 }
 
-/* B[(i d + q) k + j] = c[i d + q] W[q k + j] (c NULL: 1) for i < n, q < d, j < k:
- * row q of W (d x k) scaled by example i's c_q, the cotangents of the units
- * of an output whose Jacobian in its pre-activation is diagonal. */
+/* B[(i d + q) k + j] = c[i d + q] W[q k + j] g[i k + j] (c, g NULL: 1) for
+ * i < n, q < d, j < k: row q of W (d x k) scaled by example i's c_q, the
+ * cotangents of the units of an output whose Jacobian in its pre-activation
+ * is diagonal, and by the g' of the layer below (g). */
 FB_INLINE void fb_diagonal_rows_impl(const double *c, int64_t n, int64_t d,
-                                        const double *FB_RESTRICT W, int64_t k,
+                                        const double *FB_RESTRICT W, int64_t k, const double *g,
                                         double *FB_RESTRICT B, int use_fma)
 {
     (void)use_fma;
@@ -56,7 +57,12 @@ FB_INLINE void fb_diagonal_rows_impl(const double *c, int64_t n, int64_t d,
         double cr = c ? c[r] : 1.0;
         const double *w = W + (r % d) * k;
         double *b = B + r * k;
-        for (int64_t j = 0; j < k; j++) b[j] = cr * w[j];
+        if (g == NULL) {
+            for (int64_t j = 0; j < k; j++) b[j] = cr * w[j];
+        } else {
+            const double *gi = g + (r / d) * k;
+            for (int64_t j = 0; j < k; j++) b[j] = (cr * w[j]) * gi[j];
+        }
     }
 }
 
@@ -93,8 +99,9 @@ FB_MULTIVERSION(fb_outer_rows,
                     double *J, int64_t ldj),
                    (dZ, d, A, k, n, m, J, ldj))
 FB_MULTIVERSION(fb_diagonal_rows,
-                   (const double *c, int64_t n, int64_t d, const double *W, int64_t k, double *B),
-                   (c, n, d, W, k, B))
+                   (const double *c, int64_t n, int64_t d, const double *W, int64_t k,
+                    const double *g, double *B),
+                   (c, n, d, W, k, g, B))
 FB_MULTIVERSION(fb_r_epilogue,
                    (double *u, double *ru, const double *g1, const double *g2, const double *zt,
                     int64_t count),
