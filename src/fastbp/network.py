@@ -28,7 +28,8 @@ import threading
 
 import numpy as np
 
-from fastbp import _derivatives, _network, checkpoint, derivatives, distributed, training
+from fastbp import _derivatives, _network, checkpoint, distributed, training
+from fastbp.derivatives import DerivativeMethods
 from fastbp._enums import ACTIVATIONS, LOSSES, OUTPUTS, REDUCTIONS, Output, Update, code
 from fastbp._optim import UpdateSpec
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse
@@ -95,7 +96,7 @@ class _Views(list):
     append = extend = insert = pop = remove = clear = sort = reverse = __delitem__ = __iadd__ = _fixed
 
 
-class MLP:
+class MLP(DerivativeMethods):
     """A dense feed-forward network in float64.
 
     Parameters
@@ -120,7 +121,9 @@ class MLP:
     Methods: ``forward``/``predict`` (inference), ``gradients`` (loss and
     gradient lists), ``per_example_grad_norms``, ``train_step`` (one
     in-place step on one batch: what the benchmarks time), ``fit``
-    (mini-batch training), ``loss``, ``save``/``load``.
+    (mini-batch training), ``loss``, ``save``/``load``; and from
+    ``fastbp.derivatives``: ``input_jacobian``, ``input_gradient``, ``jvp``,
+    ``vjp``, ``hvp``, ``gnvp``, ``param_jacobian``, ``per_example_gradients``.
 
     Not thread-safe: see the module docstring.
     """
@@ -397,17 +400,6 @@ class MLP:
         with self.in_use("per_example_grad_norms") as core:
             core.reserve(min(X.shape[0], _CHUNK))
             return core.per_example_grad_norms(X, T, out, loss=lc, reduction=rc, sample_weight=w)
-
-    # -- derivatives beyond the gradient (fastbp.derivatives) --------------
-
-    input_jacobian = derivatives.input_jacobian
-    input_gradient = derivatives.input_gradient
-    jvp = derivatives.jvp
-    vjp = derivatives.vjp
-    hvp = derivatives.hvp
-    gnvp = derivatives.gnvp
-    param_jacobian = derivatives.param_jacobian
-    per_example_gradients = derivatives.per_example_gradients
 
     # -- training ----------------------------------------------------------
 
