@@ -188,3 +188,267 @@ def poisson(Z, T, reduction="sum", sample_weight=None, out=None):
         t_log_t = np.where(T > 0, T * np.log(np.where(T > 0, T, 1.0)), 0.0)
     per = t_log_t - T * Z - T + Y
     return scale * float(np.sum(r * per)), _store(out, scale * r * (Y - T))
+
+
+# ---------------------------------------------------------------------------
+# Network twins: the derivatives of fastbp.MLP beyond the gradient
+# (fastbp.derivatives), from DESIGN.md's algebra.  ``net`` is an MLP, read
+# through its weights, biases, activations and sizes only.
+# ---------------------------------------------------------------------------
+
+# g″ (in z), from the output y where g′ is, from z for silu (_G_PRIME_OF_Z)
+_G_SECOND_OF_Y = {
+    "identity": lambda Y: np.zeros_like(Y),
+    "sigmoid": lambda Y: (1.0 - 2.0 * Y) * Y * (1.0 - Y),  # σ″ = σ′ (1 − 2σ)
+    "tanh": lambda Y: -2.0 * Y * (1.0 - Y * Y),  # tanh″ = −2 tanh tanh′
+    "relu": lambda Y: np.zeros_like(Y),  # 0 off the kink (almost everywhere)
+    "leaky_relu": lambda Y: np.zeros_like(Y),
+    "elu": lambda Y: np.where(Y > 0, 0.0, Y + 1.0),  # z ≤ 0: (eᶻ)′ = eᶻ = y + 1
+    "softplus": lambda Y: -np.expm1(-Y) * np.exp(-Y),  # σ(1 − σ), σ = 1 − e^(−y)
+}
+
+
+def _silu_second(Z):
+    s = _sigmoid(Z)
+    return s * (1.0 - s) * (2.0 + Z * (1.0 - 2.0 * s))  # (σ + z σ′)′ = 2σ′ + z σ″
+
+
+def _g_second(activation, Y, Z):
+    if activation in _G_PRIME_OF_Z:
+        return _silu_second(Z)
+    return _G_SECOND_OF_Y[activation](Y)
+
+
+_FUSED = {"cross_entropy", "binary_cross_entropy", "poisson"}
+
+
+def _layers(net, loss=None):
+    """(W, b, g) per layer; a fused loss (or a softmax / exp output) takes
+    the last layer's logits: identity there."""
+    acts = list(net.activations)
+    if loss in _FUSED or acts[-1] in ("softmax", "exp"):
+        acts[-1] = "identity"
+    return list(zip(net.weights, net.biases, acts))
+
+
+def _forward_pass(layers, X):
+    """A[0..L] and Z[0..L-1]: A_0 = X, Z_l = A_l W_lᵀ + b_l, A_{l+1} = g(Z_l)."""
+    A, Z = [X], []
+    for W, b, g in layers:
+        Z.append(np.asarray(A[-1] @ W.T) + b)
+        A.append(_G[g](Z[-1]))
+    return A, Z
+
+
+def _output(net, U):
+    """ŷ of the last layer's values U (softmax / exp outputs apply theirs)."""
+    out = net.activations[-1]
+    if out == "softmax":
+        E = np.exp(U - U.max(axis=1, keepdims=True))
+        return E / E.sum(axis=1, keepdims=True)
+    return np.exp(U) if out == "exp" else U
+
+
+def _output_jvp(net, Yhat, T):
+    """(∂ŷ/∂U) T row by row; symmetric, so also the vjp."""
+    out = net.activations[-1]
+    if out == "softmax":
+        return Yhat * (T - np.sum(Yhat * T, axis=1, keepdims=True))
+    return Yhat * T if out == "exp" else T
+
+
+def _split(net, flat):
+    """Per-layer (Ẇ, ḃ) of a flat vector laid out as net.params."""
+    flat = np.asarray(flat, dtype=np.float64)
+    if flat.shape != (net.n_params,):
+        raise ValueError(f"a parameter vector must have shape ({net.n_params},), got {flat.shape}")
+    Ws, off = [], 0
+    for W in net.weights:
+        Ws.append(flat[off:off + W.size].reshape(W.shape))
+        off += W.size
+    bs = []
+    for b in net.biases:
+        bs.append(flat[off:off + b.size])
+        off += b.size
+    return Ws, bs
+
+
+def _flat(dWs, dbs):
+    return np.concatenate([w.ravel() for w in dWs] + [b.ravel() for b in dbs])
+
+
+def _loss_terms(net, loss, reduction, U, T, sample_weight):
+    """(J, ∂J/∂U, H·): the loss of gradients on the last layer's values U (ŷ
+    for squared error, the logits for a fused loss), its gradient and its
+    Hessian's product with a tangent of U."""
+    if loss not in ("squared_error",) + tuple(_FUSED):
+        raise ValueError(f"loss must be one of squared_error, {', '.join(sorted(_FUSED))}, got {loss!r}")
+    if loss == "cross_entropy" and reduction == "half":
+        raise ValueError("reduction for cross_entropy must be 'sum' or 'mean', got 'half'")
+    s, r = _scale_and_rows(U, reduction, None if sample_weight is None
+                           else np.asarray(sample_weight, dtype=np.float64))
+    if loss == "squared_error":
+        J = s * float(np.sum(r * (T - U) ** 2))
+        return J, 2.0 * s * r * (U - T), lambda dU: 2.0 * s * r * dU
+    if loss == "binary_cross_entropy":
+        J, dU = binary_cross_entropy(U, T, reduction, sample_weight)
+        P = _sigmoid(U)
+        return J, dU, lambda dU_: s * r * P * (1.0 - P) * dU_
+    if loss == "poisson":
+        J, dU = poisson(U, T, reduction, sample_weight)
+        return J, dU, lambda dU_: s * r * np.exp(U) * dU_
+    T = np.eye(U.shape[1])[T] if np.ndim(T) == 1 else T  # int labels: one-hot rows
+    tsum = T.sum(axis=1, keepdims=True)
+    lse = np.logaddexp.reduce(U, axis=1, keepdims=True)
+    P = np.exp(U - lse)
+    J = s * float(np.sum(r * (tsum * lse - np.sum(T * U, axis=1, keepdims=True))))
+    return J, s * r * (tsum * P - T), lambda dU: s * r * tsum * P * (dU - np.sum(P * dU, axis=1, keepdims=True))
+
+
+def _tangent_pass(layers, A, Z, dX, dWs, dbs):
+    """Ż_l and Ȧ_{l+1}: Ż = Ȧ Wᵀ + A Ẇᵀ + ḃ, Ȧ' = g′ ⊙ Ż (a None is 0)."""
+    Adot, Zdot = [dX if dX is not None else np.zeros(np.shape(A[0]))], []
+    for l, (W, b, g) in enumerate(layers):
+        zd = Adot[-1] @ W.T
+        if dWs is not None:
+            zd = zd + np.asarray(A[l] @ dWs[l].T) + dbs[l]
+        Zdot.append(zd)
+        Adot.append(_g_prime(g, A[l + 1], Z[l]) * zd)
+    return Adot, Zdot
+
+
+def _backward_pass(layers, A, Z, top):
+    """Per-layer (δW, δb) and δX of the cotangent top = ∂/∂A_L."""
+    dWs, dbs = [None] * len(layers), [None] * len(layers)
+    d = top
+    for l in reversed(range(len(layers))):
+        W, b, g = layers[l]
+        dZ = d * _g_prime(g, A[l + 1], Z[l])
+        dWs[l] = np.asarray((A[l].T @ dZ).T) if hasattr(A[l], "toarray") else dZ.T @ A[l]
+        dbs[l] = dZ.sum(axis=0)
+        d = dZ @ W
+    return dWs, dbs, d
+
+
+def _check_rows(name, a, n, width):
+    a = np.asarray(a, dtype=np.float64)
+    if a.shape != (n, width):
+        raise ValueError(f"{name} must have shape ({n}, {width}), got {a.shape}")
+    return a
+
+
+def input_jacobian(net, X, out=None):
+    """J[i] = ∂ŷ_i/∂x_i (N, D_out, D_in): reverse mode from each output unit."""
+    layers = _layers(net)
+    A, Z = _forward_pass(layers, X)
+    Yhat = _output(net, A[-1])
+    n, d = Yhat.shape
+    J = np.empty((n, d, net.sizes[0]))
+    for k in range(d):
+        e = np.zeros((n, d))
+        e[:, k] = 1.0
+        J[:, k, :] = _backward_pass(layers, A, Z, _output_jvp(net, Yhat, e))[2]
+    return _store(out, J)
+
+
+def input_gradient(net, X, T, loss="squared_error", reduction="sum", sample_weight=None, out=None):
+    """(J, ∂J/∂X): the loss of gradients and the δ of the first layer."""
+    layers = _layers(net, loss)
+    A, Z = _forward_pass(layers, X)
+    J, dU, _ = _loss_terms(net, loss, reduction, A[-1], T, sample_weight)
+    return J, _store(out, _backward_pass(layers, A, Z, dU)[2])
+
+
+def jvp(net, X, dX=None, dparams=None, out=None):
+    """(ŷ, ẏ): ŷ and its tangent along dX and/or dparams (forward mode)."""
+    if dX is None and dparams is None:
+        raise ValueError("jvp needs a tangent: dX (N, D_in) and/or dparams (P,), got neither")
+    n = X.shape[0]
+    if dX is not None:
+        dX = _check_rows("dX", dX, n, net.sizes[0])
+    dWs, dbs = _split(net, dparams) if dparams is not None else (None, None)
+    layers = _layers(net)
+    A, Z = _forward_pass(layers, X)
+    Adot, _ = _tangent_pass(layers, A, Z, dX, dWs, dbs)
+    Yhat = _output(net, A[-1])
+    Y_out, dY_out = (None, None) if out is None else out
+    return _store(Y_out, Yhat), _store(dY_out, _output_jvp(net, Yhat, Adot[-1]))
+
+
+def vjp(net, X, dY, out=None):
+    """(dX, dparams): the cotangent dY on ŷ pulled back (reverse mode)."""
+    dY = _check_rows("dY", dY, X.shape[0], net.sizes[-1])
+    layers = _layers(net)
+    A, Z = _forward_pass(layers, X)
+    dWs, dbs, dX = _backward_pass(layers, A, Z, _output_jvp(net, _output(net, A[-1]), dY))
+    dX_out, dp_out = (None, None) if out is None else out
+    return _store(dX_out, dX), _store(dp_out, _flat(dWs, dbs))
+
+
+def _r_op(net, X, T, v, loss, reduction, sample_weight, gauss_newton):
+    """Hv by Pearlmutter's R-operator, or Gv (the first terms only)."""
+    dWs, dbs = _split(net, v)
+    layers = _layers(net, loss)
+    A, Z = _forward_pass(layers, X)
+    Adot, Zdot = _tangent_pass(layers, A, Z, None, dWs, dbs)
+    _, d, hess = _loss_terms(net, loss, reduction, A[-1], T, sample_weight)
+    Rd = hess(Adot[-1])  # R(δ_L) = H_u u̇
+    if gauss_newton:
+        return _flat(*_backward_pass(layers, A, Z, Rd)[:2])
+    HW, Hb = [None] * len(layers), [None] * len(layers)
+    for l in reversed(range(len(layers))):
+        W, b, g = layers[l]
+        g1 = _g_prime(g, A[l + 1], Z[l])
+        dZ = d * g1
+        RdZ = Rd * g1 + d * _g_second(g, A[l + 1], Z[l]) * Zdot[l]
+        HW[l] = (np.asarray((A[l].T @ RdZ).T) if hasattr(A[l], "toarray") else RdZ.T @ A[l]) \
+            + dZ.T @ Adot[l]
+        Hb[l] = RdZ.sum(axis=0)
+        d, Rd = dZ @ W, RdZ @ W + dZ @ dWs[l]
+    return _flat(HW, Hb)
+
+
+def hvp(net, X, T, v, loss="squared_error", reduction="sum", sample_weight=None, out=None):
+    """H v, H the Hessian of the loss (as gradients takes it) in the parameters."""
+    return _store(out, _r_op(net, X, T, v, loss, reduction, sample_weight, False))
+
+
+def gnvp(net, X, T, v, loss="squared_error", reduction="sum", sample_weight=None, out=None):
+    """G v, G = J_uᵀ H_u J_u the generalised Gauss-Newton matrix."""
+    return _store(out, _r_op(net, X, T, v, loss, reduction, sample_weight, True))
+
+
+def _rowwise(net, layers, A, Z, tops):
+    """Row r of the result: the flat parameter gradient of the cotangent
+    tops[r] on A_L of example r // m (m = len(tops) // N)."""
+    m = tops.shape[0] // max(A[0].shape[0], 1)
+    rows = []
+    for r in range(tops.shape[0]):
+        i = r // m
+        Ai = [a[i:i + 1] for a in A]  # (a CSR X's row stays sparse)
+        Zi = [z[i:i + 1] for z in Z]
+        rows.append(_flat(*_backward_pass(layers, Ai, Zi, tops[r:r + 1])[:2]))
+    return np.array(rows).reshape(tops.shape[0], net.n_params)
+
+
+def param_jacobian(net, X, out=None):
+    """Row i·D_out + k: ∂ŷ_ik/∂θ, one backward pass per output unit."""
+    layers = _layers(net)
+    A, Z = _forward_pass(layers, X)
+    Yhat = _output(net, A[-1])
+    n, d = Yhat.shape
+    tops = np.zeros((n * d, d))
+    for k in range(d):
+        e = np.zeros((n, d))
+        e[:, k] = 1.0
+        tops[k::d] = _output_jvp(net, Yhat, e)
+    return _store(out, _rowwise(net, layers, A, Z, tops))
+
+
+def per_example_gradients(net, X, T, loss="squared_error", reduction="sum", sample_weight=None,
+                          out=None):
+    """Row i: the gradient of example i's term s r_i ℓ_i of the reduced loss."""
+    layers = _layers(net, loss)
+    A, Z = _forward_pass(layers, X)
+    _, dU, _ = _loss_terms(net, loss, reduction, A[-1], T, sample_weight)
+    return _store(out, _rowwise(net, layers, A, Z, dU))
