@@ -2,6 +2,7 @@
 verification, never speed (timings on a shared machine prove nothing in a
 unit test)."""
 
+import importlib.util
 import io
 import json
 import os
@@ -453,3 +454,33 @@ def test_only_threaded_workloads_settle():
     assert not small.threaded and big.threaded
     nets = workloads.network_workloads(workloads.NETWORKS)
     assert [n.threaded for n in nets] == [False, True, True]
+
+
+def test_derivatives_suite_is_the_issues():
+    ws = workloads.default_workloads("derivatives")
+    assert [w.name for w in ws] == ["input_jacobian 8-64-64-4 N1024", "hvp 64-64-64-1 N256",
+                                    "param_jacobian 10-50-1 N442"]
+    ij, hvp, pj = ws
+    fwd = 2 * 1024 * (8 * 64 + 64 * 64 + 64 * 4)
+    # reverse mode over 1024·4 rows: layers 1 and 0 (the top one has no product)
+    assert ij.flops == fwd + 2 * 4096 * (64 * 64 + 64 * 8)
+    # R-op: 3 products in the first layer (Ȧ_0 = 0, no δX), 8 in the others
+    assert hvp.flops == 2 * 256 * (3 * 64 * 64 + 8 * (64 * 64 + 64 * 1))
+    assert pj.flops == 2 * 442 * (10 * 50 + 50 * 1) + 2 * 442 * 50
+    assert "derivatives" not in {w.suite for w in workloads.default_workloads()}
+
+
+def test_derivatives_suite_runs_verified_against_the_twins(tmp_path, capsys):
+    out_json = tmp_path / "d.json"
+    argv = ["--quick", "--suite", "derivatives", "--json", str(out_json)]
+    peers = [p for p in ("torch", "jax") if importlib.util.find_spec(p) is not None]
+    if peers:
+        argv += ["--peers", ",".join(peers)]
+    rc, out, err = run_main(argv, capsys)
+    assert rc == 0, out + err
+    doc = load_json(out_json)
+    check_against_schema(doc)
+    rows = doc["results"]
+    assert {r["impl"] for r in rows} == {"fastbp", "numpy", *peers}
+    assert {r["params"]["method"] for r in rows} == {"input_jacobian", "hvp", "param_jacobian"}
+    assert all(r["verified"] for r in rows), [r for r in rows if not r["verified"]]

@@ -669,3 +669,39 @@ def test_dense_block_new_activations_against_finite_differences(activation, rng)
     report = gradcheck(lambda x, w, c: graph.sum(graph.dense(x, w, c, activation=activation) * G),
                        [X, W, b])
     assert report.passed, report
+
+
+# ---------------------------------------------------------------------------
+# Forward mode: the dense block's jvp
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("activation", fastbp.ACTIVATIONS)
+def test_a_chain_of_dense_jvps_equals_the_network_and_differences(activation):
+    from fastbp import reference
+    from fastbp.network import MLP
+    rng = np.random.default_rng(21)
+    net = MLP([4, 6, 3], activation=activation, seed=2)
+    net.params[:] += 0.3 * rng.normal(size=net.n_params)
+    X, dX = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    v = rng.normal(size=net.n_params)
+    (W0, W1), (b0, b1) = net.weights, net.biases
+    n0 = W0.size + W1.size
+    dW0, dW1 = v[:W0.size].reshape(W0.shape), v[W0.size:n0].reshape(W1.shape)
+    db0, db1 = v[n0:n0 + b0.size], v[n0 + b0.size:]
+    H, dH = graph.dense.jvp(X, W0, b0, dX, dW0, db0, activation=activation)
+    Y, dY = graph.dense.jvp(H, W1, b1, dH, dW1, db1)
+    # the chain, the network and the network's twin agree
+    np.testing.assert_allclose(Y, net.forward(X), rtol=1e-12)
+    np.testing.assert_allclose(dY, net.jvp(X, dX, v)[1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dY, reference.jvp(net, X, dX, v)[1], rtol=1e-10, atol=1e-12)
+    # and a difference of the graph's own forward values
+    if activation not in ("relu", "leaky_relu"):
+        h = 1e-6
+        f = lambda t: graph.dense(graph.dense(X + t * dX, W0 + t * dW0, b0 + t * db0,
+                                              activation), W1 + t * dW1, b1 + t * db1).value
+        np.testing.assert_allclose(dY, (f(h) - f(-h)) / (2 * h), rtol=1e-6, atol=1e-7)
+
+
+def test_dense_jvp_needs_a_tangent():
+    with pytest.raises(ValueError, match="needs a tangent"):
+        graph.dense.jvp(np.ones((2, 3)), np.ones((4, 3)), np.zeros(4))

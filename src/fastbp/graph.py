@@ -492,6 +492,30 @@ def dense(X, W, b, activation="identity", needs_grad=None):
     return Y, backward
 
 
+def _dense_jvp(X, W, b, dX=None, dW=None, db=None, activation="identity"):
+    """(Y, Ẏ): the dense block's value on arrays X, W, b and its tangent
+    along (dX, dW, db) (None: 0), forward mode: Ż = Ẋ Wᵀ + X Ẇᵀ + ḃ,
+    Ẏ = g′ ⊙ Ż.  Made by the compiled tangent pass of the one-layer network
+    W, b (``fastbp.network.MLP.jvp``), so the graph and the network agree."""
+    from fastbp.network import MLP  # (the same layer of the house; no cycle)
+
+    X, W, b = (np.ascontiguousarray(a, dtype=np.float64) for a in (X, W, b))
+    if dX is None and dW is None and db is None:
+        raise ValueError("dense.jvp needs a tangent: dX, dW and/or db, got none")
+    net = MLP([W.shape[1], W.shape[0]], output_activation=activation)
+    net.weights = [W]
+    net.biases = [b]
+    dparams = None
+    if dW is not None or db is not None:
+        dparams = np.concatenate([np.zeros(W.size) if dW is None else np.ravel(dW),
+                                  np.zeros(b.size) if db is None else np.ravel(db)])
+    return net.jvp(X, None if dX is None else np.ascontiguousarray(dX, dtype=np.float64),
+                   dparams)
+
+
+dense.jvp = _dense_jvp
+
+
 @block
 def squared_error(Y, T, reduction="sum", needs_grad=None):
     """Loss Σ (T − Y)² ("sum"), ½ Σ ("half") or Σ / N ("mean"), with the compiled kernel.

@@ -98,8 +98,10 @@ def build_parser():
                        "interrupted (the rows measured so far are printed).")
     p.add_argument("--quick", action="store_true",
                    help="smaller default shapes, fewer and shorter samples")
-    p.add_argument("--suite", choices=("kernels", "networks", "all"), default="all",
-                   help="which workloads to run (default: all)")
+    p.add_argument("--suite", choices=("kernels", "networks", "derivatives", "all"),
+                   default="all",
+                   help="which workloads to run (default: all, the kernels and networks; "
+                        "derivatives: input_jacobian, hvp and param_jacobian of the MLP)")
     p.add_argument("--shapes", type=parse_shapes, metavar="LIST",
                    help="kernel shapes (N examples, K inputs, D outputs): N for NxNxN or "
                         "NxKxD, comma-separated; default 8,32x64x64,256,1024")
@@ -150,11 +152,11 @@ def _thread_limits(n):
 
 def _select_workloads(args, run):
     selected = workloads.default_workloads(args.suite, args.quick, args.shapes, args.nets)
-    if any(w.suite == "networks" for w in selected):
+    if any(w.suite in ("networks", "derivatives") for w in selected):
         ok, why = workloads.network_available()
         if not ok:
             run.note(f"networks suite skipped: {why}")
-            selected = [w for w in selected if w.suite != "networks"]
+            selected = [w for w in selected if w.suite not in ("networks", "derivatives")]
     return selected
 
 

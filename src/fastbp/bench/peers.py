@@ -225,7 +225,113 @@ def _sklearn_mlp(sklearn, w, x):
     return Instance(run, result)
 
 
+# --------------------------------------------------------------------------
+# The derivatives suite: torch.func (vmap of jacrev, jvp of grad) and
+# jax.jit of the same transforms, on the workload's tanh network.
+# --------------------------------------------------------------------------
+
+def _layers_of(x):
+    return list(zip(x["weights"], x["biases"]))
+
+
+def _split_flat(flat, x, lib_reshape):
+    """Per-layer (Ẇ, ḃ) of a flat vector in net.params' layout."""
+    Ws, bs, off = [], [], 0
+    for W in x["weights"]:
+        Ws.append(lib_reshape(flat[off:off + W.size], W.shape))
+        off += W.size
+    for b in x["biases"]:
+        bs.append(flat[off:off + b.size])
+        off += b.size
+    return list(zip(Ws, bs))
+
+
+def _tanh_mlp(tanh):
+    """f(params, a): the workload's network (tanh hidden layers, identity
+    output) in a peer's array library."""
+    def f(params, a):
+        for l, (W, b) in enumerate(params):
+            a = a @ W.T + b
+            if l < len(params) - 1:
+                a = tanh(a)
+        return a
+    return f
+
+
+def _torch_derivative(torch, w, x):
+    from torch.func import grad, jacrev, jvp, vmap
+
+    params = [(torch.from_numpy(W), torch.from_numpy(b)) for W, b in _layers_of(x)]
+    X, T = torch.from_numpy(x["X"]), torch.from_numpy(x["T"])
+
+    f = _tanh_mlp(torch.tanh)
+
+    out = {}
+    if w.method == "input_jacobian":
+        jac = vmap(jacrev(lambda a: f(params, a)))
+
+        def run():
+            out["r"] = jac(X)
+    elif w.method == "hvp":
+        v = _split_flat(torch.from_numpy(x["v"]), x, lambda a, s: a.reshape(s))
+        loss = lambda p: ((f(p, X) - T) ** 2).sum()  # noqa: E731
+
+        def run():
+            out["r"] = jvp(grad(loss), (params,), (v,))[1]
+    else:
+        jac = vmap(jacrev(lambda p, a: f(p, a[None])[0]), in_dims=(None, 0))
+
+        def run():
+            out["r"] = jac(params, X)
+
+    def result():
+        return [_flat_result(w, out["r"], lambda t: t.detach().numpy())]
+    return Instance(run, result)
+
+
+def _flat_result(w, r, to_numpy):
+    """A peer's result in fastbp's layout: J as is; Hv and the parameter
+    Jacobian's per-layer parts flattened as net.params (weights, then biases)."""
+    if w.method == "input_jacobian":
+        return to_numpy(r)
+    parts = [(to_numpy(W), to_numpy(b)) for W, b in r]
+    if w.method == "hvp":
+        return np.concatenate([W.ravel() for W, _ in parts] + [b.ravel() for _, b in parts])
+    n = parts[0][0].shape[0]  # (N, D_out, ...) per parameter
+    rows = n * parts[0][1].shape[1]
+    return np.concatenate([W.reshape(rows, -1) for W, _ in parts]
+                          + [b.reshape(rows, -1) for _, b in parts], axis=1)
+
+
+def _jax_derivative(jax, w, x):
+    jnp = jax.numpy
+    params = [(jax.device_put(W), jax.device_put(b)) for W, b in _layers_of(x)]
+    X, T = jax.device_put(x["X"]), jax.device_put(x["T"])
+
+    f = _tanh_mlp(jnp.tanh)
+
+    if w.method == "input_jacobian":
+        fn = jax.jit(jax.vmap(jax.jacrev(lambda a: f(params, a))))
+        args = (X,)
+    elif w.method == "hvp":
+        v = _split_flat(jax.device_put(x["v"]), x, jnp.reshape)
+        loss = lambda p: jnp.sum((f(p, X) - T) ** 2)  # noqa: E731
+        fn = jax.jit(lambda p, t: jax.jvp(jax.grad(loss), (p,), (t,))[1])
+        args = (params, v)
+    else:
+        fn = jax.jit(jax.vmap(jax.jacrev(lambda p, a: f(p, a)), in_axes=(None, 0)))
+        args = (params, X)
+    out = {}
+
+    def run():
+        out["r"] = jax.block_until_ready(fn(*args))
+
+    run()  # the compile step, outside the timing
+    return Instance(run, lambda: [_flat_result(w, out["r"], np.asarray)])
+
+
 _BUILDERS = {
+    ("torch", "derivative"): _torch_derivative, ("jax", "derivative"): _jax_derivative,
     ("torch", "matmul_abt"): _torch_matmul, ("torch", "dense"): _torch_dense,
     ("torch", "mlp"): _torch_mlp,
     ("jax", "matmul_abt"): _jax_matmul, ("jax", "dense"): _jax_dense,

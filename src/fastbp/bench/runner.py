@@ -78,6 +78,8 @@ def compare(got, want, rtol=RTOL):
 def _params(w):
     if w.kind == "mlp":
         return {"sizes": list(w.sizes), "batch": w.batch}
+    if w.kind == "derivative":
+        return {"method": w.method, "sizes": list(w.sizes), "batch": w.batch}
     p = {"shape": list(w.shape)}
     if w.activation:
         p["activation"] = w.activation

@@ -28,6 +28,11 @@ KERNEL_SHAPES = ((8, 8, 8), (32, 64, 64), (256, 256, 256), (1024, 1024, 1024))
 # ... and one training step of these networks (layer sizes, batch size).
 NETWORKS = (((64, 64, 64, 1), 32), ((784, 256, 256, 10), 128),
             ((1024, 1024, 1024, 1024), 1024))
+# The derivatives suite (issue 16's table): (method, layer sizes, N), tanh
+# hidden layers, identity output; hvp on squared error, reduction "sum".
+DERIVATIVES = (("input_jacobian", (8, 64, 64, 4), 1024), ("hvp", (64, 64, 64, 1), 256),
+               ("param_jacobian", (10, 50, 1), 442))
+DERIVATIVE_ACTIVATION = "tanh"
 # --quick drops the largest of each.
 QUICK_KERNEL_SHAPES = KERNEL_SHAPES[:3]
 QUICK_NETWORKS = NETWORKS[:2]
@@ -58,13 +63,14 @@ class Workload:
     flops: int           # floating-point operations of one call (GEMMs only)
     shape: tuple = ()    # (N, K, D) for kernels
     activation: str = ""  # dense kernels only
-    sizes: tuple = ()    # layer sizes, networks only
-    batch: int = 0       # networks only
+    sizes: tuple = ()    # layer sizes, networks and derivatives
+    batch: int = 0       # networks and derivatives (N)
+    method: str = ""     # derivatives only: the MLP method timed
 
     @property
     def threaded(self):
         """Whether its largest GEMM is big enough for OpenBLAS to use threads."""
-        if self.kind == "mlp":
+        if self.kind in ("mlp", "derivative"):
             mnk = max(self.batch * k * d for k, d in zip(self.sizes[:-1], self.sizes[1:]))
         else:
             n, k, d = self.shape
@@ -127,8 +133,38 @@ def network_workloads(networks):
     return out
 
 
+def derivative_flops(method, sizes, n):
+    """The GEMM flops of one call, written from the shapes (forward pass
+    included): input_jacobian, reverse mode over N·D_out cotangent rows (the
+    top layer's rows need no product: the output is diagonal); hvp,
+    Pearlmutter's R-op (forward, tangent pass, backward pass and its
+    R-image: 1 + 2 + 5 products per layer, less those with Ȧ_0 = 0 and the
+    first layer's δX); param_jacobian, the forward pass and one
+    block pass over N·D_out rows (the Jacobian's writes are not flops)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    fwd = sum(gemm_flops(n, k, d) for k, d in pairs)
+    m = sizes[-1]
+    if method == "input_jacobian":
+        return fwd + sum(gemm_flops(n * m, d, k) for k, d in pairs[:-1])
+    if method == "hvp":
+        per = [gemm_flops(n, k, d) for k, d in pairs]
+        return 3 * per[0] + 8 * sum(per[1:])
+    return fwd + sum(gemm_flops(n * m, d, k) for k, d in pairs[1:])
+
+
+def derivative_workloads(cases=DERIVATIVES):
+    out = []
+    for method, sizes, n in cases:
+        name = f"{method} " + "-".join(map(str, sizes)) + f" N{n}"
+        out.append(Workload(name, "derivatives", "derivative",
+                            derivative_flops(method, sizes, n), sizes=tuple(sizes), batch=n,
+                            method=method))
+    return out
+
+
 def default_workloads(suite="all", quick=False, shapes=None, networks=None):
-    """The workloads of a run: the default suite unless shapes/networks given."""
+    """The workloads of a run: the default suite unless shapes/networks given
+    ("all" is kernels and networks; "derivatives" runs on its own)."""
     if shapes is None:
         shapes = QUICK_KERNEL_SHAPES if quick else KERNEL_SHAPES
     if networks is None:
@@ -138,6 +174,8 @@ def default_workloads(suite="all", quick=False, shapes=None, networks=None):
         out += kernel_workloads(shapes)
     if suite in ("networks", "all"):
         out += network_workloads(networks)
+    if suite == "derivatives":
+        out += derivative_workloads()
     return out
 
 
@@ -175,7 +213,15 @@ def _mlp_inputs(w, rng):
             "weights": Ws, "biases": bs, "lr": TRAIN_LR}
 
 
-_INPUTS = {"matmul_abt": _matmul_inputs, "dense": _dense_inputs, "mlp": _mlp_inputs}
+def _derivative_inputs(w, rng):
+    sizes, n = w.sizes, w.batch
+    x = _mlp_inputs(w, rng)
+    x["v"] = rng.standard_normal(sum(d * k + d for k, d in zip(sizes[:-1], sizes[1:])))
+    return x
+
+
+_INPUTS = {"matmul_abt": _matmul_inputs, "dense": _dense_inputs, "mlp": _mlp_inputs,
+           "derivative": _derivative_inputs}
 
 
 # --------------------------------------------------------------------------
@@ -261,10 +307,37 @@ def _mlp_fastbp(w, x):
     return Instance(run, lambda: list(net.weights) + list(net.biases))
 
 
+def derivative_net(w, x):
+    """The MLP of a derivatives workload, with the workload's parameters."""
+    from fastbp.network import MLP
+    net = MLP(list(w.sizes), activation=DERIVATIVE_ACTIVATION, output_activation="identity",
+              seed=0)
+    net.weights = x["weights"]
+    net.biases = x["biases"]
+    return net
+
+
+def _derivative_call(w, x, method):
+    """One call of ``method`` (an MLP's, or its reference twin's with the
+    net first) into preallocated buffers."""
+    net = derivative_net(w, x)
+    X, T, v = x["X"], x["T"], x["v"]
+    n, di, do, P = X.shape[0], w.sizes[0], w.sizes[-1], net.n_params
+    out = {"input_jacobian": np.empty((n, do, di)), "hvp": np.empty(P),
+           "param_jacobian": np.empty((n * do, P))}[w.method]
+    args = {"input_jacobian": (X,), "hvp": (X, T, v), "param_jacobian": (X,)}[w.method]
+    if method is None:
+        fn = getattr(net, w.method)
+        return Instance(lambda: fn(*args, out=out), lambda: [out])
+    fn = getattr(reference, w.method)
+    return Instance(lambda: fn(net, *args, out=out), lambda: [out])
+
+
 _FASTBP = {"matmul_abt": _matmul_instance(fastbp), "dense": _dense_instance(fastbp),
-           "mlp": _mlp_fastbp}
+           "mlp": _mlp_fastbp, "derivative": lambda w, x: _derivative_call(w, x, None)}
 _REFERENCE = {"matmul_abt": _matmul_instance(reference),
-              "dense": _dense_instance(reference), "mlp": _mlp_reference}
+              "dense": _dense_instance(reference), "mlp": _mlp_reference,
+              "derivative": lambda w, x: _derivative_call(w, x, "reference")}
 
 
 def network_available():
