@@ -36,7 +36,8 @@ from fastbp._checks cimport check_output, check_output_shape, check_rows, check_
 from fastbp._enums cimport (ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SILU, LOSS_SQUARED_ERROR,
                             OUT_NONE, OUT_SOFTMAX, OUT_EXP)
 from fastbp._kernels cimport (Shape, DenseGrads, LayerOut, Operand, gemm_rm_add, matmul_abt_kernel,
-                              matmul_abt_backward_kernel, dense_backward_kernel, worth_releasing_gil)
+                              matmul_abt_backward_kernel, dense_backward_kernel,
+                              dense_backward_epilogue_kernel, worth_releasing_gil)
 from fastbp._losses cimport (Batch, loss_scale, loss_rows, loss_hessian_rows, softmax_rows,
                              check_row_weights)
 from fastbp._network cimport (Layers, Work, NetworkCore, layer_shape, forward_layers,
@@ -409,7 +410,6 @@ cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const do
                             const CSR *sx, const double *v, double *Hv) noexcept nogil:
     """Hv of the chunk: U0 = δ_L and R0 = R(δ_L) in, the R-op's backward pass."""
     cdef int l, k, d, act, th = dw.w.threads
-    cdef Py_ssize_t i
     cdef double *u = dw.U0
     cdef double *ru = dw.R0
     cdef double *u_next = dw.U1
@@ -435,9 +435,8 @@ cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const do
                                    s, ACT_IDENTITY)
         else:
             matmul_abt_backward_kernel(ru, X if l == 0 else dw.w.A[l], W, NULL, HvW, s, th)
-            memset(Hvb, 0, d * sizeof(double))
-            for i in range(n):
-                _add(Hvb, ru + i * d, d)
+            # (identity's epilogue: the column sums alone)
+            dense_backward_epilogue_kernel(ru, LayerOut(NULL, NULL), NULL, Hvb, s, ACT_IDENTITY)
         if l > 0:
             gemm_rm_add(d, k, <int>n, Operand(u, d, 1), Operand(dw.At[l - 1], k, 0), HvW, k, th)
             # δ below = δZ W, R(δ) below = R(δZ) W + δZ Ẇ
