@@ -53,7 +53,10 @@ done
 so=$(PYTHONPATH="$WORK/src" LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0 \
      "$PY" -c "import fastbp._kernels as k; print(k.__file__)")
 case "$so" in "$WORK"/*) ;; *) echo "fastbp imported from $so, not the sanitized build" >&2; exit 1;; esac
-ldd "$so" | grep -q libasan || { echo "$so is not linked against libasan" >&2; exit 1; }
+# (ldd's output is read whole first: under pipefail, `ldd | grep -q` fails
+# whenever grep exits before ldd has written its last line)
+deps=$(ldd "$so")
+grep -q libasan <<<"$deps" || { echo "$so is not linked against libasan" >&2; exit 1; }
 
 # Python itself "leaks" at exit: leak detection off.  Any ASan or UBSan
 # report halts the process (pytest then fails too) and is counted below.
