@@ -16,7 +16,10 @@ which is Hv.  The Gauss-Newton product keeps the first terms only: Gv is
 the backward pass of H_u u̇ (u̇ the output's tangent, H_u the loss's
 Hessian in its input).  Jacobians run the backward pass on a block of m
 cotangents per example (m = D_out), each layer one GEMM over n·m rows;
-row r of a block belongs to example r // m.
+row r of a block belongs to example r // m.  For Levenberg-Marquardt
+(``fastbp._levmar``), the residuals e = √r_i (ŷ_i − t_i) and their Jacobian
+rows come from that block: held whole, or summed block by block into JᵀJ
+(DSYRK) and Jᵀe (DGEMV), so the Jacobian is never all in memory.
 
 X is processed in chunks whose workspace fits ``budget`` doubles; sums
 over the examples (Hv, Gv, a vjp's dparams) add the chunks' parts.  Large
@@ -28,9 +31,10 @@ serialises access.
 
 cimport numpy as cnp
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from libc.math cimport sqrt
 from libc.string cimport memcpy, memset
 from libc.stdint cimport int64_t
-from scipy.linalg.cython_blas cimport dgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, dsyrk
 
 from fastbp._checks cimport check_output, check_output_shape, check_rows, check_vector
 from fastbp._enums cimport (ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SILU, LOSS_SQUARED_ERROR,
@@ -88,6 +92,8 @@ cdef enum:
 # What a call computes.
 cdef enum:
     K_INPUT_JACOBIAN, K_INPUT_GRADIENT, K_JVP, K_VJP, K_HVP, K_GNVP, K_PARAM_JACOBIAN, K_PER_EXAMPLE
+    K_RESIDUALS     # Levenberg-Marquardt's residuals and their Jacobian, whole
+    K_NORMAL        # ... summed into JᵀJ and Jᵀe block by block
 
 
 # What the passes read of the network, the same for both parts of a call.
@@ -131,7 +137,11 @@ cdef struct Call:
     const double *v      # jvp's dparams, hvp's v, or NULL
     const double *dY     # vjp's cotangent
     double *out          # the result (the first of two)
-    double *out2         # jvp's dY, vjp's dparams
+    double *out2         # jvp's dY, vjp's dparams, the residuals
+    double *jtj          # K_NORMAL: JᵀJ (P × P, lower triangle) and Jᵀe
+    double *jte
+    double *block        # K_NORMAL: a chunk's Jacobian rows (rows · D_out × P)
+    Py_ssize_t row_cap   # rows per chunk at most (0: the budget's)
     const Net *net
     DWork *work[2]
     Py_ssize_t n0        # rows of part 0 (all of them when not split)
@@ -452,6 +462,36 @@ cdef void _hessian_backward(const Layers *lay, DWork *dw, Py_ssize_t n, const do
             ru_next = tmp
 
 
+cdef double _residuals(const Batch *b, const double *Yhat, Py_ssize_t n, Py_ssize_t d,
+                       double *J, Py_ssize_t P, double *e) noexcept nogil:
+    """e = √r_i (ŷ_i − t_i) and example i's d Jacobian rows (P wide) times
+    √r_i (r NULL: 1); returns Σ r_i ‖ŷ_i − t_i‖²."""
+    cdef Py_ssize_t i, k, j
+    cdef double w, q, total = 0.0, part
+    for i in range(n):
+        w = b.r[i] if b.r != NULL else 1.0
+        q = sqrt(w)
+        part = 0.0
+        for k in range(d):
+            e[i * d + k] = Yhat[i * d + k] - b.T[i * d + k]
+            part += e[i * d + k] * e[i * d + k]
+            e[i * d + k] *= q
+        total += w * part
+        if b.r != NULL:
+            for j in range(d * P):
+                J[i * d * P + j] *= q
+    return total
+
+
+cdef void _accumulate(Call *c, Py_ssize_t rows, bint first, const double *e) noexcept nogil:
+    """JᵀJ (+)= Bᵀ B and Jᵀe (+)= Bᵀ e for the chunk's block B (rows × P,
+    row-major: column-major P × rows) and its residuals e."""
+    cdef int P = <int>c.net.n_params, k = <int>rows, one = 1
+    cdef double a = 1.0, beta = 0.0 if first else 1.0
+    dsyrk("U", "N", &P, &k, &a, c.block, &P, &beta, c.jtj, &P)
+    dgemv("N", &P, &k, &a, c.block, &P, e, &one, &beta, c.jte, &one)
+
+
 cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum) noexcept nogil:
     """Rows [lo, hi) of the call, chunk by chunk, on the workspace dw; a sum
     over the rows (Hv, Gv, a vjp's dparams) goes to ``sum``.  Returns the
@@ -463,6 +503,7 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
     cdef Batch b
     cdef double worst, J = 0.0
     cdef double *sum_to
+    cdef double *Jr
     cdef const double *X
     cdef const double *dX
     cdef const CSR *sx = &dw.sx if c.sx != NULL else NULL
@@ -505,6 +546,14 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
         elif kind == K_INPUT_GRADIENT:
             J += loss_rows(c.loss, dw.w.A[lay.L], dw.U0, dL, &b, c.s, &worst)
             _backward(lay, dw, m, dw.U0, X, sx, NULL, c.out + start * k0)
+        elif kind == K_RESIDUALS or kind == K_NORMAL:  # (no output function: ŷ = A_L)
+            _top_rows(net, dw, m)
+            Jr = c.out + start * dL * P if kind == K_RESIDUALS else c.block
+            _block_backward(lay, dw, m, dL, lay.L - 1, False, X, sx, Jr, P, NULL)
+            J += _residuals(&b, dw.w.A[lay.L], m, dL, Jr, P,
+                            c.out2 + start * dL if kind == K_RESIDUALS else dw.U0)
+            if kind == K_NORMAL:
+                _accumulate(c, m * dL, start == lo, dw.U0)
         elif kind == K_PER_EXAMPLE:
             J += loss_rows(c.loss, dw.w.A[lay.L], dw.B0, dL, &b, c.s, &worst)
             _block_backward(lay, dw, m, 1, lay.L - 1, False, X, sx, c.out + start * P, P, NULL)
@@ -545,8 +594,8 @@ cdef class Derivatives:
     # calls split over two threads so far
     cdef readonly Py_ssize_t split_calls
     cdef double *rw         # the whole X's row weights
-    cdef Py_ssize_t rw_cap
-    cdef object _mem, _rw
+    cdef Py_ssize_t rw_cap, block_cap
+    cdef object _mem, _rw, _block
 
     def __cinit__(self):
         cdef int t
@@ -594,6 +643,7 @@ cdef class Derivatives:
             dw.w.threads = 0
         self.split_calls = 0
         self.rw_cap = 0
+        self.block_cap = 0
 
     def __dealloc__(self):
         cdef int t
@@ -666,15 +716,23 @@ cdef class Derivatives:
         self.block[t] = block
         return 0
 
-    cdef const double *_row_weights(self, object sample_weight, Py_ssize_t n) except? NULL:
-        """The whole X's row weights w_i N / Σ w (NULL without weights)."""
+    cdef const double *_row_weights(self, object sample_weight, Py_ssize_t n,
+                                    double scale=0.0) except? NULL:
+        """The whole X's row weights w_i N / Σ w, or scale · w_i when scale > 0
+        (NULL without weights)."""
+        cdef Py_ssize_t i
+        cdef const double *w
         if sample_weight is None:
             return NULL
         if n > self.rw_cap:
             self._rw = cnp.PyArray_ZEROS(1, [n], cnp.NPY_DOUBLE, 0)
             self.rw = <double *>cnp.PyArray_DATA(self._rw)
             self.rw_cap = n
-        check_row_weights(sample_weight, n, self.rw)
+        check_row_weights(sample_weight, n, self.rw)  # (and the checks)
+        if scale > 0.0:
+            w = <const double *>cnp.PyArray_DATA(sample_weight)
+            for i in range(n):
+                self.rw[i] = scale * w[i]
         return self.rw
 
     cdef int _go(self, Call *c, Py_ssize_t m) except -1:
@@ -685,11 +743,18 @@ cdef class Derivatives:
         # a Jacobian's writes count as work too (they cost as much as madds)
         cdef int64_t work = madds + (<int64_t>n * m * P if c.kind == K_PARAM_JACOBIAN
                                      or c.kind == K_PER_EXAMPLE else 0)
+        # (the normal equations' sums are one accumulator: BLAS's threads instead)
         cdef bint split = (work >= SPLIT_MIN_MADDS and n >= 2 * SPLIT_MIN_ROWS
-                           and fb_team_width(<void *>dgemm) >= 2)
+                           and fb_team_width(<void *>dgemm) >= 2 and c.kind != K_NORMAL)
         cdef int t
         c.n0 = (n + 1) // 2 if split else n
         c.rows = max(1, min(c.n0, self.budget // self._per_row(m)))
+        if c.row_cap > 0:  # (the normal equations' blocks: the caller's, for DSYRK's k)
+            c.rows = min(c.n0, c.row_cap)
+        if c.kind == K_NORMAL and c.rows * m * P > self.block_cap:
+            self._block = cnp.PyArray_ZEROS(1, [c.rows * m * P], cnp.NPY_DOUBLE, 0)
+            self.block_cap = c.rows * m * P
+        c.block = <double *>cnp.PyArray_DATA(self._block) if c.kind == K_NORMAL else NULL
         c.net = &self.net
         c.sx = self.core._sx_ptr()
         c.J[0] = 0.0
@@ -718,6 +783,7 @@ cdef class Derivatives:
         """c ← a call of ``kind`` on X (and T, for a loss: checked, with the
         row weights of the whole X)."""
         c.kind = kind
+        c.row_cap = 0
         c.loss = LOSS_SQUARED_ERROR  # (no loss: the core's own layers)
         c.s = 1.0
         c.dX = NULL
@@ -837,6 +903,54 @@ cdef class Derivatives:
         c.out = <double *>cnp.PyArray_DATA(G)
         self._go(&c, 1)
         return G
+
+
+    # -- Levenberg-Marquardt's residuals (squared error on ŷ = A_L) -------------
+
+    cdef int _residual_call(self, Call *c, object X, object T, object sample_weight,
+                            double weight_scale, int kind) except -1:
+        if self.net.output != OUT_NONE:
+            raise ValueError("Levenberg-Marquardt's residuals ŷ − T need an output without "
+                             "softmax or exp (a squared error network)")
+        self._inputs(c, X, T, LOSS_SQUARED_ERROR, 0, None, kind)
+        c.whole.r = self._row_weights(sample_weight, c.whole.n, weight_scale)
+        return 0
+
+    def residual_jacobian(self, X, T, J, e, *, sample_weight=None, double weight_scale=0.0):
+        """J (N·D_out, P) ← ∂e/∂θ and e (N·D_out,) ← the residuals
+        e_ik = √r_i (ŷ_ik − t_ik), r_i = w_i N / Σ w (weight_scale · w_i when
+        weight_scale > 0; 1 without sample_weight).  Returns Σ r_i ‖ŷ_i − t_i‖²."""
+        cdef Call c
+        self._residual_call(&c, X, T, sample_weight, weight_scale, K_RESIDUALS)
+        cdef Py_ssize_t m = c.whole.n * self.net.d_out
+        Jo = check_output(J, "J", m, self.net.n_params, 2, (_array(X), T), ("X", "T"))
+        eo = check_output(e, "e", 0, m, 1, (_array(X), T, Jo), ("X", "T", "J"))
+        c.out = <double *>cnp.PyArray_DATA(Jo)
+        c.out2 = <double *>cnp.PyArray_DATA(eo)
+        self._go(&c, self.net.d_out)
+        return c.J[0] + c.J[1]
+
+    def normal_equations(self, X, T, jtj, jte, *, sample_weight=None, double weight_scale=0.0,
+                         Py_ssize_t block_rows=0):
+        """jtj (P, P) ← JᵀJ in its lower triangle (the upper is not written)
+        and jte (P,) ← Jᵀe, e and J as ``residual_jacobian``'s, summed over
+        blocks of X's rows (``block_rows`` at most; 0: the workspace budget's):
+        the Jacobian is never whole.  Returns Σ r_i ‖ŷ_i − t_i‖²."""
+        cdef Call c
+        cdef Py_ssize_t P = self.net.n_params
+        if block_rows < 0:
+            raise ValueError(f"block_rows must be >= 0 (0: the budget's), got {block_rows}")
+        self._residual_call(&c, X, T, sample_weight, weight_scale, K_NORMAL)
+        A = check_output(jtj, "jtj", P, P, 2, (_array(X), T), ("X", "T"))
+        g = check_output(jte, "jte", 0, P, 1, (_array(X), T, A), ("X", "T", "jtj"))
+        c.jtj = <double *>cnp.PyArray_DATA(A)
+        c.jte = <double *>cnp.PyArray_DATA(g)
+        c.row_cap = block_rows
+        if c.whole.n == 0:
+            A[...] = 0.0
+            g[...] = 0.0
+        self._go(&c, self.net.d_out)
+        return c.J[0] + c.J[1]
 
 
 cdef object _array(object X):

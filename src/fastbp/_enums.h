@@ -29,4 +29,8 @@ enum fb_reduction { FB_RED_SUM = 0, FB_RED_HALF = 1, FB_RED_MEAN = 2 };
 enum fb_update { FB_UPD_NONE = 0, FB_UPD_SGD = 1, FB_UPD_MOMENTUM = 2, FB_UPD_NESTEROV = 3,
                  FB_UPD_ADAM = 4 };
 
+/* Levenberg-Marquardt's damping D in (JᵀJ + μD) δ = −Jᵀe: I (MATLAB
+   trainlm's) or diag(JᵀJ) (Marquardt's scaling) */
+enum fb_damping { FB_DAMP_IDENTITY = 0, FB_DAMP_DIAGONAL = 1 };
+
 #endif

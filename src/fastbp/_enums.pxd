@@ -36,9 +36,13 @@ cdef extern from "_enums.h":
         UPD_NESTEROV "FB_UPD_NESTEROV"
         UPD_ADAM "FB_UPD_ADAM"
 
+    cpdef enum Damping "fb_damping":
+        DAMP_IDENTITY "FB_DAMP_IDENTITY"
+        DAMP_DIAGONAL "FB_DAMP_DIAGONAL"
+
 
 # The code of a name of ``kind`` ("activation", "loss", "output", "reduction",
-# "update"), or a ValueError listing the choices.
+# "update", "damping"), or a ValueError listing the choices.
 cpdef object code(str kind, object name)
 
 # code() for an activation or a reduction as a C int (the kernels' hot path)

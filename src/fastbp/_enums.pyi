@@ -35,11 +35,16 @@ class Update(IntEnum):
     UPD_NESTEROV = 3
     UPD_ADAM = 4
 
+class Damping(IntEnum):
+    DAMP_IDENTITY = 0
+    DAMP_DIAGONAL = 1
+
 ACTIVATIONS: Final[tuple[str, ...]]
 LOSSES: Final[tuple[str, ...]]
 OUTPUTS: Final[tuple[str, ...]]
 REDUCTIONS: Final[tuple[str, ...]]
 UPDATES: Final[tuple[str, ...]]
+DAMPINGS: Final[tuple[str, ...]]
 
 def code(kind: str, name: Any) -> IntEnum: ...
 def codes(activation: Any = None, loss: Any = None, reduction: Any = None,

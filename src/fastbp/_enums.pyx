@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""The names and codes of activations, losses, outputs, reductions and updates.
+"""The names and codes of activations, losses, outputs, reductions, updates
+and dampings.
 
 The codes are defined once, in _enums.h; _enums.pxd declares them, and
 Cython makes each enum a Python IntEnum here (``Activation.ACT_RELU``).
@@ -12,6 +13,7 @@ order, so ``ACTIVATIONS[code]`` is a code's name:
     OUTPUTS     = ("none", "softmax", "exp")
     REDUCTIONS  = ("sum", "half", "mean")
     UPDATES     = ("none", "sgd", "momentum", "nesterov", "adam")
+    DAMPINGS    = ("identity", "diagonal")
 
 ``codes(activation=..., loss=..., reduction=...)`` looks names up, with an
 error that lists the choices; ``code(kind, name)`` looks up one.
@@ -29,6 +31,7 @@ LOSSES = _names(Loss)
 OUTPUTS = _names(Output)  # inference's function of the logits (NetworkCore's output=)
 REDUCTIONS = _names(Reduction)
 UPDATES = _names(Update)
+DAMPINGS = _names(Damping)  # Levenberg-Marquardt's D
 
 cdef dict _TABLES = {
     "activation": (ACTIVATIONS, dict(zip(ACTIVATIONS, sorted(Activation, key=int)))),
@@ -36,6 +39,7 @@ cdef dict _TABLES = {
     "output": (OUTPUTS, dict(zip(OUTPUTS, sorted(Output, key=int)))),
     "reduction": (REDUCTIONS, dict(zip(REDUCTIONS, sorted(Reduction, key=int)))),
     "update": (UPDATES, dict(zip(UPDATES, sorted(Update, key=int)))),
+    "damping": (DAMPINGS, dict(zip(DAMPINGS, sorted(Damping, key=int)))),
 }
 
 
