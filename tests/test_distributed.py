@@ -194,3 +194,25 @@ def test_a_diverging_fit_raises_on_every_rank_in_the_same_epoch():
     assert epoch > 0 and n_history == epoch and finite
     assert got[0]["params"] == got[1]["params"]
     assert got[0]["after"] == got[1]["after"]
+
+
+# -- Levenberg-Marquardt over 2 ranks ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lm_equivalence():
+    return results("lm_equivalence.py")
+
+
+@needs_mpi
+@pytest.mark.parametrize("case", ["plain", "weighted", "weight_decay"])
+def test_lm_on_two_ranks_is_the_fit_on_the_union(lm_equivalence, case):
+    r0, r1 = lm_equivalence[0][case], lm_equivalence[1][case]
+    np.testing.assert_allclose(r0["params"], r0["single_params"], rtol=1e-10, atol=1e-12)
+    for key in ("loss", "mu", "val_loss"):
+        np.testing.assert_allclose(r0["hist"][key], r0["single_hist"][key], rtol=1e-10)
+    assert r0["hist"]["stop"] == r0["single_hist"]["stop"]
+    # every rank holds the same system, so takes bitwise the same steps
+    assert r0["sums"] == r1["sums"] and len(r0["sums"]) == len(r0["hist"]["loss"]) > 5
+    assert r0["hist"] == r1["hist"]
+    assert r0["hist"]["loss"][-1] < 0.1 * r0["hist"]["loss"][0]
+

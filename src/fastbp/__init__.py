@@ -6,7 +6,7 @@ C-contiguous float64 arrays, one example per row; ``fastbp.reference``
 holds their NumPy twins with the same signatures.
 
 On top of them: ``fastbp.MLP`` (networks and training on the fused
-kernels), ``fastbp.graph`` (seed 002's computational graph of
+kernels, Levenberg-Marquardt among its trainers), ``fastbp.graph`` (seed 002's computational graph of
 blocks), ``fastbp.gradcheck`` (finite differences against a backward pass)
 and ``fastbp.paths`` (seed 000's gradient as a sum over paths).
 """
@@ -22,6 +22,7 @@ from fastbp._kernels import (
 from fastbp import distributed, graph, optim, paths, reference  # distributed imports mpi4py only when used
 from fastbp.checkpoint import CheckpointError
 from fastbp.finite_diff import gradcheck
+from fastbp.levmar import MemoryBudgetError
 from fastbp.network import MLP
 from fastbp.training import DivergenceError
 from fastbp.threads import threadpool_limits
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "MLP",
+    "MemoryBudgetError",
     "REDUCTIONS",
     "dense_backward",
     "dense_forward",

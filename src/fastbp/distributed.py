@@ -218,7 +218,7 @@ class FitSync(LocalSync):
 
     # -- every epoch ----------------------------------------------------------
 
-    def _sum(self, buf):
+    def sum_all(self, buf):
         """buf ← Σ_ranks buf, reduced on rank 0 and broadcast: bitwise the
         same numbers on every rank."""
         MPI = self.MPI

@@ -28,7 +28,7 @@ import threading
 
 import numpy as np
 
-from fastbp import _derivatives, _network, checkpoint, distributed, training
+from fastbp import _derivatives, _network, checkpoint, distributed, levmar, training
 from fastbp.derivatives import DerivativeMethods
 from fastbp._enums import ACTIVATIONS, LOSSES, OUTPUTS, REDUCTIONS, Output, Update, code
 from fastbp._optim import UpdateSpec
@@ -175,6 +175,7 @@ class MLP(DerivativeMethods):
         self._step_optimizers = {}
         self._sgd = UpdateSpec(Update.UPD_SGD)  # train_step's plain SGD
         self._derivative_core = None  # made on the first derivative call
+        self._lm_system = None  # Levenberg-Marquardt's buffers, made on its first call
 
     # -- structure -------------------------------------------------------
 
@@ -453,11 +454,13 @@ class MLP(DerivativeMethods):
         finally:
             self._lock.release()
 
-    def fit(self, X, T, epochs=10, batch_size=32, lr=None, optimizer="sgd",
+    def fit(self, X, T, epochs=10, batch_size=None, lr=None, optimizer="sgd",
             loss="squared_error", reduction="mean", weight_decay=0.0, shuffle=True,
             seed=None, validation_data=None, early_stopping=False, patience=10,
             min_delta=0.0, restore_best_weights=True, callback=None, progress=None,
-            check_finite=True, comm=None, sample_weight=None):
+            check_finite=True, comm=None, sample_weight=None, *, mu=1e-3, mu_dec=0.1,
+            mu_inc=10.0, mu_max=1e10, min_grad=1e-7, goal=0.0, max_fail=6,
+            damping="identity", lm_memory=levmar.LM_MEMORY):
         """Mini-batch training; returns the history, a dict of per-epoch lists.
 
         history["loss"]: each epoch's training loss (its batches' losses,
@@ -469,9 +472,12 @@ class MLP(DerivativeMethods):
         CSR): the first layer then runs on the stored entries, and the
         shuffled batches read its rows in place (no dense copy of X).
 
+        batch_size: rows per batch (None: 32).
+
         optimizer: "sgd", "momentum", "nesterov", "adam" (made with ``lr`` and
         ``weight_decay``, an L2 penalty on the weights) or an Optimizer
-        object (``lr``, when given, overrides its own).
+        object (``lr``, when given, overrides its own); or "lm",
+        Levenberg-Marquardt (below).
         early_stopping: stop after ``patience`` epochs without an improvement
         of more than ``min_delta`` in the validation loss (the training loss
         without validation data); ``restore_best_weights`` puts back the
@@ -506,14 +512,74 @@ class MLP(DerivativeMethods):
         every step, rank 0's initial weights are used, and the history is the
         global one on every rank.  The callback runs on every rank; rank 0's
         stop decision counts.
+
+        optimizer="lm": Levenberg-Marquardt on the squared error over the
+        whole data set (``fastbp.levmar``; docs/levmar.md), for small
+        regression nets.  Each of at most ``epochs`` iterations solves
+        (JᵀJ + μD) δ = −Jᵀe by Cholesky, e the residuals √r_i (ŷ_i − t_i)
+        and J = ∂e/∂θ; a step that lowers the loss is taken and μ ← μ·mu_dec,
+        else μ ← μ·mu_inc and the solve is retried with the parameters
+        untouched.  The options and defaults are MATLAB trainlm's: ``mu``,
+        ``mu_dec``, ``mu_inc``, ``mu_max`` (stop when μ exceeds it),
+        ``min_grad`` (stop when ‖∇loss‖ falls to it), ``goal`` (stop when the
+        loss falls to it) and, with validation_data, ``max_fail`` (stop after
+        that many iterations whose validation loss rose above its best; the
+        best parameters are put back unless restore_best_weights=False).
+        damping: "identity" (D = I, trainlm's) or "diagonal" (D =
+        diag(JᵀJ), Marquardt's).  weight_decay λ adds λ/2 ‖W‖² to the loss
+        (its Gauss-Newton term in the system).  lm_memory: the bytes the
+        system may take (JᵀJ, its factor and a row block of J); a net whose
+        system does not fit is refused (``levmar.MemoryBudgetError``).  The
+        history has "loss" (after each iteration), "mu" (after it),
+        "val_loss" with validation_data, and "stop": why it stopped
+        ("epochs", "goal", "min_grad", "mu_max", "max_fail", "callback").
+        Full batch: batch_size, lr, shuffle, seed and early_stopping do not
+        apply, and giving batch_size, lr or early_stopping is an error.
+        The LM options given with another optimizer are an error too.
         """
-        return training.fit(self, X, T, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                   loss=loss, reduction=reduction, weight_decay=weight_decay, shuffle=shuffle,
+        options = dict(mu=mu, mu_dec=mu_dec, mu_inc=mu_inc, mu_max=mu_max, min_grad=min_grad,
+                       goal=goal, max_fail=max_fail, damping=damping, lm_memory=lm_memory)
+        checked = levmar.check_options(optimizer, options)
+        if checked is not None:
+            if loss != "squared_error":
+                raise ValueError(f"optimizer=\"lm\" (Levenberg-Marquardt) minimises a sum of squares: "
+                                 f"loss must be 'squared_error', got {loss!r}")
+            refused = [name for name, value, default in (
+                ("batch_size", batch_size, None), ("lr", lr, None),
+                ("early_stopping", early_stopping, False)) if value is not default and value != default]
+            if refused:
+                raise ValueError(
+                    f"optimizer=\"lm\" trains on the whole data set at once and takes no "
+                    f"{', '.join(refused)} (its stopping rules: goal, min_grad, mu_max and, with "
+                    f"validation_data, max_fail)")
+            return levmar.fit(self, X, T, epochs=epochs, options=checked, reduction=reduction,
+                              weight_decay=float(weight_decay), validation_data=validation_data,
+                              restore_best_weights=restore_best_weights, callback=callback,
+                              progress=progress, check_finite=check_finite, comm=comm,
+                              sample_weight=sample_weight)
+        return training.fit(self, X, T, epochs=epochs, batch_size=32 if batch_size is None else batch_size,
+                   lr=lr, optimizer=optimizer, loss=loss, reduction=reduction, weight_decay=weight_decay, shuffle=shuffle,
                    seed=seed, validation_data=validation_data, early_stopping=early_stopping,
                    patience=patience, min_delta=min_delta,
                    restore_best_weights=restore_best_weights, callback=callback,
                    progress=progress, check_finite=check_finite, comm=comm,
                    sample_weight=sample_weight)
+
+    def lm_step(self, X, T, mu, damping="identity", sample_weight=None, out=None, *, alpha=0.0,
+                lm_memory=levmar.LM_MEMORY):
+        """δ (P,): one Levenberg-Marquardt solve at the current parameters,
+        not applied: (JᵀJ + αΛ + μD) δ = −(Jᵀe + αΛθ), e the residuals
+        √r_i (ŷ_i − t_i) (r_i = w_i N / Σ w, 1 without sample_weight),
+        J = ∂e/∂θ, Λ the weights (an L2 penalty ½α‖W‖² on ½‖e‖²; biases
+        free), D = I (damping="identity") or diag(JᵀJ) ("diagonal"; a zero
+        entry counts as 1).  The building block of ``fit(optimizer="lm")``
+        and of one's own trust-region loops.  out: a (P,) buffer.  Raises
+        numpy.linalg.LinAlgError when the damped matrix is not positive
+        definite in floating point (a larger mu fixes it), and
+        ``levmar.MemoryBudgetError`` when the system does not fit lm_memory.
+        """
+        return levmar.lm_step(self, X, T, mu, damping, sample_weight, out, alpha=alpha,
+                              lm_memory=lm_memory)
 
     def loss(self, X, T, loss="squared_error", reduction="mean", check_finite=True):
         """The loss of the network on a data set (forward only, in chunks);

@@ -12,7 +12,7 @@ Batches are row-major: one example per row.  ``X``/``A`` is (N, K),
 
 import numpy as np
 
-from fastbp._enums import ACTIVATIONS, REDUCTIONS  # the names only: the algebra is all here
+from fastbp._enums import ACTIVATIONS, DAMPINGS, REDUCTIONS  # the names only: the algebra is all here
 
 
 def _sigmoid(Z):
@@ -452,3 +452,22 @@ def per_example_gradients(net, X, T, loss="squared_error", reduction="sum", samp
     A, Z = _forward_pass(layers, X)
     _, dU, _ = _loss_terms(net, loss, reduction, A[-1], T, sample_weight)
     return _store(out, _rowwise(net, layers, A, Z, dU))
+
+
+def lm_step(net, X, T, mu, damping="identity", sample_weight=None, out=None, *, alpha=0.0):
+    """δ of Levenberg-Marquardt's (JᵀJ + αΛ + μD) δ = −(Jᵀe + αΛθ):
+    e = √r (ŷ − T) row by row, J = ∂e/∂θ (from param_jacobian), Λ the
+    weights, D = I or diag(JᵀJ) (its zeros as 1), by numpy.linalg.solve."""
+    _name(damping, DAMPINGS, "damping")
+    T = np.asarray(T, dtype=np.float64).reshape(X.shape[0], -1)
+    n, d = T.shape
+    r = np.ones(n) if sample_weight is None else sample_weight * n / np.sum(sample_weight)
+    root = np.repeat(np.sqrt(r), d)
+    J = param_jacobian(net, X) * root[:, None]
+    e = (_output(net, _forward_pass(_layers(net), X)[0][-1]) - T).ravel() * root
+    JtJ = J.T @ J
+    D = np.ones(net.n_params) if damping == DAMPINGS[0] else np.where(np.diag(JtJ) > 0, np.diag(JtJ), 1.0)
+    penalty = np.zeros(net.n_params)
+    penalty[:net.n_weights] = alpha
+    delta = -np.linalg.solve(JtJ + np.diag(penalty + mu * D), J.T @ e + penalty * net.params)
+    return _store(out, delta)

@@ -53,7 +53,7 @@ class LocalSync:
         update (the gradient's sum over processes), or None."""
         return None
 
-    def _sum(self, buf):
+    def sum_all(self, buf):
         """buf ← its sum over the processes (here: itself)."""
 
     def record_epoch(self, history, train_total, train_rows, val=None, train_weight=None):
@@ -69,7 +69,7 @@ class LocalSync:
         buf[0], buf[1] = train_total, train_rows
         buf[2], buf[3] = val if val is not None else (0.0, 0)
         buf[4] = train_rows if train_weight is None else train_weight
-        self._sum(buf)
+        self.sum_all(buf)
         total, n, vtotal, vn, weight = buf
         if self._reduction == Reduction.RED_MEAN:
             history["loss"].append(float(total / weight) if weight else float(total))
