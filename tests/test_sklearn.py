@@ -55,7 +55,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
                           MLPRegressor(loss="poisson", solver="lbfgs"),
                           MLPClassifier(class_weight="balanced"),
                           MLPClassifier(solver="lbfgs", class_weight="balanced"),
-                          MLPRegressor(n_iter_no_change=np.inf, max_iter=20)],
+                          MLPRegressor(n_iter_no_change=np.inf, max_iter=20),
+                          MLPRegressor(solver="lm")],
                          expected_failed_checks=expected_failed_checks)
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)
@@ -890,3 +891,93 @@ def test_scikit_learns_own_sparse_tests_pass(tmp_path):
                         "sparse", str(tmp_path / "test_mlp.py")], capture_output=True, text=True,
                        cwd=tmp_path, env=env)
     assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout + r.stderr
+
+
+# -- solver="lm" (Levenberg-Marquardt, fastbp's addition) -------------------------------
+
+def _sklearn_objective(est, X, y, sw=None, alpha=0.0):
+    """scikit-learn's regression objective at est's weights, by hand."""
+    Y = est.predict(X).reshape(len(X), -1)
+    y = np.asarray(y).reshape(len(X), -1)
+    w = np.ones(len(X)) if sw is None else sw
+    W2 = sum(float(np.sum(c ** 2)) for c in est.coefs_)
+    return 0.5 * np.sum(w[:, None] * (y - Y) ** 2) / (w.sum() * y.shape[1]) + 0.5 * alpha * W2 / w.sum()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lm_minimises_sklearns_objective_and_keeps_its_curve(diabetes, alpha, weighted):
+    X, y = diabetes
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std()
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y)) if weighted else None
+    est = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="lm", alpha=alpha,
+                       max_iter=40, random_state=0, tol=0.0, n_iter_no_change=np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y, sample_weight=sw)
+    assert est.n_iter_ == len(est.loss_curve_) == 40
+    assert est.loss_ == pytest.approx(_sklearn_objective(est, X, y, sw, alpha), rel=1e-10)
+    assert all(b < a for a, b in zip(est.loss_curve_, est.loss_curve_[1:]))
+    lbfgs = MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="lbfgs", alpha=alpha,
+                         max_iter=40, random_state=0).fit(X, y, sample_weight=sw)
+    assert est.loss_ < lbfgs.loss_  # 40 LM iterations beat 40 of L-BFGS
+
+
+def test_lm_first_iteration_is_the_twins_step_with_alpha_times_the_outputs(diabetes):
+    from fastbp import reference as ref
+    X, y = diabetes
+    X = (X - X.mean(0)) / X.std(0)
+    Y = np.column_stack([y, -y]) / y.std()
+    kw = dict(hidden_layer_sizes=(5,), activation="tanh", alpha=0.3, random_state=0)
+    est = MLPRegressor(solver="lm", max_iter=1, **kw)
+    start = MLPRegressor(solver="sgd", learning_rate_init=1e-300, max_iter=1, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y)
+        start.fit(X, Y)  # the same Glorot draws, not moved
+    net0 = start._net
+    step = ref.lm_step(net0, X, Y, 1e-3, alpha=0.3 * 2)  # α D_out in the normal equations
+    np.testing.assert_allclose(est._net.params, net0.params + step, rtol=1e-10, atol=1e-12)
+
+
+def test_lm_stops_on_tol_and_with_early_stopping_restores_the_best(diabetes):
+    X, y = diabetes
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std()
+    est = MLPRegressor(hidden_layer_sizes=(5,), solver="lm", tol=1e9, n_iter_no_change=3,
+                       random_state=0).fit(X, y)
+    # the first iteration sets the best loss; the next n_iter_no_change + 1 do not beat it by tol
+    assert est.n_iter_ == 5
+    est = MLPRegressor(hidden_layer_sizes=(30,), solver="lm", early_stopping=True,
+                       n_iter_no_change=2, max_iter=300, random_state=0).fit(X, y)
+    assert len(est.validation_scores_) == est.n_iter_ < 300
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    best = est.predict(X)
+    est._net.params[...] = est._best_params
+    np.testing.assert_array_equal(est.predict(X), best)
+
+
+def test_lm_convergence_warning_multioutput_sparse_and_refusals(diabetes):
+    import scipy.sparse as sp
+    X, y = diabetes
+    X = (X - X.mean(0)) / X.std(0)
+    Y = np.column_stack([y, y ** 0.5]) / y.std()
+    with pytest.warns(ConvergenceWarning, match="Levenberg-Marquardt: Maximum iterations"):
+        est = MLPRegressor(hidden_layer_sizes=(4,), solver="lm", max_iter=3, random_state=0).fit(X, Y)
+    assert est.predict(X).shape == Y.shape
+    Xs = X.copy()
+    Xs[np.abs(Xs) < 0.7] = 0.0
+    kw = dict(hidden_layer_sizes=(4,), solver="lm", max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a, b = MLPRegressor(**kw).fit(sp.csr_matrix(Xs), Y), MLPRegressor(**kw).fit(Xs, Y)
+    # (the sparse first layer rounds otherwise; five Gauss-Newton solves amplify it)
+    np.testing.assert_allclose(a.predict(sp.csr_matrix(Xs)), b.predict(Xs), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-8)
+    with pytest.raises(ValueError, match="solver='lm' minimises a sum of squares"):
+        MLPRegressor(solver="lm", loss="poisson").fit(X, np.abs(y))
+    with pytest.raises(ValueError, match="solver must be one of"):
+        MLPClassifier(solver="lm").fit(X, y > 100)
+    with pytest.raises(AttributeError, match="partial_fit"):
+        MLPRegressor(solver="lm").partial_fit(X, y)

@@ -1,5 +1,6 @@
 """scikit-learn estimators trained by fastbp: drop-ins for MLPRegressor and
-MLPClassifier (solvers "sgd", "adam" and "lbfgs").
+MLPClassifier (solvers "sgd", "adam" and "lbfgs"; and the regressor's "lm",
+Levenberg-Marquardt, which scikit-learn does not have).
 
 They take scikit-learn's parameters where the meaning matches, minimise the
 same objective, draw the same random numbers in the same order from
@@ -79,6 +80,7 @@ from fastbp._kernels import dense_forward
 from fastbp._losses import softmax
 from fastbp._network import Objective
 from fastbp._sparse import csr_forward
+from fastbp import levmar
 from fastbp.inputs import as_sparse_inputs, is_sparse, take_rows
 from fastbp.network import MLP
 from fastbp.optim import SGD, Adam, Momentum
@@ -97,6 +99,8 @@ _ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
                "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus", "silu": "silu"}
 _SOLVERS = ("lbfgs", "sgd", "adam")
 _STOCHASTIC = ("sgd", "adam")
+_LM = "lm"  # MLPRegressor's Levenberg-Marquardt (fastbp's addition)
+_CURVED = _STOCHASTIC + (_LM,)  # solvers with a loss_curve_
 _SCHEDULES = ("constant", "invscaling", "adaptive")  # learning_rate, for solver="sgd"
 
 # scikit-learn's log-loss clips probabilities to [eps, 1 − eps]: a row's loss
@@ -191,6 +195,7 @@ class _BaseMLP(BaseEstimator):
 
     # gradient of fastbp's loss / gradient of scikit-learn's (set by subclasses)
     _grad_scale = 1.0
+    _solvers = _SOLVERS
 
     def _keep(self, params):
         """Store the constructor's parameters (its ``locals()``) as attributes
@@ -219,9 +224,9 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self):
         if self.activation not in _ACTIVATION:
             raise ValueError(f"activation must be one of {tuple(_ACTIVATION)}, got {self.activation!r}")
-        if self.solver not in _SOLVERS:
+        if self.solver not in self._solvers:
             raise ValueError(
-                f"solver must be one of {_SOLVERS}, got {self.solver!r}")
+                f"solver must be one of {self._solvers}, got {self.solver!r}")
         _check_number(self.alpha, "alpha", 0.0)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             _check_number(self.batch_size, "batch_size", 1, integer=True)
@@ -264,7 +269,7 @@ class _BaseMLP(BaseEstimator):
             b[fan_out:] = 0.0
         self._adopt(net, dtype)
         self._best_params = net.params.copy()
-        if self.solver not in _STOCHASTIC:  # as scikit-learn: no curve, no stopping state
+        if self.solver not in _CURVED:  # as scikit-learn's lbfgs: no curve, no stopping state
             return
         self.loss_curve_ = []
         self._no_improvement_count = 0
@@ -418,6 +423,8 @@ class _BaseMLP(BaseEstimator):
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(net, X, T, sw)
+            elif self.solver == _LM:
+                self._fit_lm(net, X, T, y_score, sw, strat, rs)
             else:
                 if not incremental or not hasattr(self, "_optimizer"):
                     self._optimizer = self._make_optimizer()
@@ -450,6 +457,53 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = _check_optimize_result("lbfgs", res, self.max_iter)
         self.loss_ = float(res.fun)
         params[...] = res.x
+
+    def _fit_lm(self, net, X, T, y_score, sw, strat, rs):
+        """Levenberg-Marquardt (``fastbp.levmar``) on scikit-learn's objective
+        ½·mean Σ (y − ŷ)² + α/(2n) ‖W‖², which times n·D_out is ½ Σ w_i ‖e_i‖²
+        + ½ α D_out ‖W‖² (raw weights: a weight is a repetition): α D_out joins
+        the normal equations.  One iteration is one solve that lowered the loss
+        (trainlm's defaults for μ); ``max_iter`` bounds them, ``tol`` and
+        ``n_iter_no_change`` stop as for the stochastic solvers, on the
+        training loss or, with early_stopping, the validation score."""
+        if self.loss != "squared_error":
+            raise ValueError(f"solver='lm' minimises a sum of squares: loss must be "
+                             f"'squared_error', got {self.loss!r}")
+        X_val = y_val = sw_val = None
+        if self.early_stopping:
+            X, T, sw, X_val, y_val, sw_val = self._split(X, T, y_score, sw, strat, rs)
+        n, d = T.shape
+        norm = n if sw is None else float(sw.sum())
+        objective = levmar._Objective(1.0 / (2.0 * norm * d), float(self.alpha) * d,
+                                      0.0 if sw is None else 1.0, net.n_weights)
+
+        def after_iteration(epoch, history):
+            self.n_iter_ += 1
+            self.loss_ = history["loss"][-1]
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+            self._update_no_improvement(X_val, y_val, sw_val, net)
+            return self._no_improvement_count > self.n_iter_no_change
+
+        self.n_iter_ = 0
+        options = levmar.check_options(_LM, dict(levmar.TRAINLM_DEFAULTS, damping="identity",
+                                                 lm_memory=levmar.LM_MEMORY))
+        hist = levmar.fit(net, X, T, epochs=self.max_iter, options=options, reduction="mean",
+                          weight_decay=0.0, validation_data=None, restore_best_weights=False,
+                          callback=after_iteration, progress=False, check_finite=False,
+                          sample_weight=sw, objective=objective)
+        if not hist["loss"]:  # stopped before a step: the loss where it stands
+            self.loss_ = objective.value(levmar._raw_loss(net.core, X, T, sw), net.params)
+        if hist["stop"] == "callback" and self.verbose:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            print(f"{what} did not improve more than tol={self.tol:f} for "
+                  f"{self.n_iter_no_change} consecutive iterations. Stopping.")
+        if hist["stop"] == "epochs" and self.max_iter > 0:
+            warnings.warn(f"Levenberg-Marquardt: Maximum iterations ({self.max_iter}) reached and "
+                          "the optimization hasn't converged yet.", ConvergenceWarning)
+        if self.early_stopping:
+            net.params[...] = self._best_params
 
     def _lbfgs_objective(self, net, X, T, sw):
         """theta (in ``net.params``' layout) -> (scikit-learn's objective,
@@ -681,7 +735,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by fastbp's compiled kernels.
 
     A drop-in for ``sklearn.neural_network.MLPRegressor`` with ``solver`` in
-    {"sgd", "adam", "lbfgs"}: the same parameters, objective
+    {"sgd", "adam", "lbfgs"}, and "lm" (Levenberg-Marquardt, fastbp's
+    addition: see ``_fit_lm``; full batch, batch_size ignored as by "lbfgs",
+    loss_curve_ kept, no partial_fit): the same parameters, objective
     ½·mean Σ (y − ŷ)² + alpha/(2n) ‖W‖² (``loss="squared_error"``) or, with
     ``loss="poisson"``, ŷ = exp(z) and half the Poisson deviance
     mean Σ [y log(y/ŷ) − y + ŷ] + alpha/(2n) ‖W‖² (y >= 0), random draws and
@@ -691,6 +747,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     _extra_units = 0
+    _solvers = _SOLVERS + (_LM,)
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
