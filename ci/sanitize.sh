@@ -34,7 +34,7 @@ TESTS="tests/_kernels/test__kernels_vs_reference.py tests/_kernels/test__kernels
        tests/_kernels/test__kernels_fuzz.py tests/_kernels/test__kernels_numerics.py
        tests/_kernels/test__kernels_determinism.py tests/test__network.py tests/test__optim.py
        tests/test__losses.py tests/test__sparse.py tests/test__derivatives.py
-       tests/test_derivatives.py"
+       tests/test_derivatives.py tests/test__levmar.py tests/test_levmar.py"
 for t in test_network.py::test_thread_model_is_stated_in_the_docstrings \
          test_network.py::test_second_concurrent_fit_on_one_network_is_refused_clearly \
          test_network.py::test_inference_during_fit_is_refused_or_harmless \

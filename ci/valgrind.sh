@@ -29,7 +29,7 @@ valgrind --tool=memcheck --error-limit=no --num-callers=30 --log-file="$LOG" \
 import re, sys
 text = open(sys.argv[1]).read()
 blocks = re.split(r"^==\d+== *\n", text, flags=re.M)
-fastbp = re.compile(r"fastbp/_\w+\.cpython|_kernels\.c|_network\.c|_optim\.c|_losses\.c|_sparse\.c|_derivatives\.c|_derivmath\.h|_checks\.c|_fastmath\.h|_lossmath\.h|_smallgemm\.h|_scratch\.h|_update\.h|_simd\.h|_blasinfo\.h|_team\.h")
+fastbp = re.compile(r"fastbp/_\w+\.cpython|_kernels\.c|_network\.c|_optim\.c|_losses\.c|_sparse\.c|_derivatives\.c|_levmar\.c|_derivmath\.h|_checks\.c|_fastmath\.h|_lossmath\.h|_smallgemm\.h|_scratch\.h|_update\.h|_simd\.h|_blasinfo\.h|_team\.h")
 invalid = [b for b in blocks if re.search(r"Invalid (read|write)", b)]
 ours = [b for b in invalid if fastbp.search(b)]
 other = [b for b in blocks if re.search(r"^==\d+== \S", b, re.M) and fastbp.search(b) and b not in ours]

@@ -83,6 +83,14 @@ if MLP is not None:
     small = _derivatives.Derivatives(counts.core, budget=300)  # many chunks
     small.hvp(X, np.abs(T), rng.standard_normal(counts.n_params), loss=3)
     small.param_jacobian(X)
+    # Levenberg-Marquardt (fastbp._levmar): the dual form, the normal form in
+    # row blocks, weights, a penalty, CSR
+    fit_net = MLP([8, 6, 3], activation="tanh", seed=5)
+    fit_net.fit(X, T, optimizer="lm", epochs=3, sample_weight=np.abs(T[:, 0]) + 0.1)
+    fit_net.lm_step(X[:4], T[:4], 0.1, damping="diagonal", alpha=0.5)
+    P = fit_net.n_params
+    fit_net.derivative_core.normal_equations(X, T, np.zeros((P, P)), np.zeros(P), block_rows=5)
+    wide.lm_step(Xs, T, 0.1)
 else:
     W1, b1 = rng.standard_normal((16, 8)), np.zeros(16)
     W2, b2 = rng.standard_normal((3, 16)), np.zeros(3)
