@@ -200,6 +200,7 @@ cdef class DampedSystem:
         cdef Py_ssize_t r, j
         cdef double a = 1.0, zero = 0.0, minus = -1.0, c
         cdef double *w = self.Mi
+        cdef const double *src
         # W: the diagonal K is made with; c: F = cI + J W Jᵀ
         if penalty:
             for j in range(P):
@@ -210,11 +211,14 @@ cdef class DampedSystem:
                 w[j] = 1.0 / self.D[j]
             c = mu
         if penalty or self.k0_damping != damping:
-            for r in range(m):
-                for j in range(P):
-                    self.S[r * P + j] = self.A[r * P + j] * sqrt(w[j])
+            src = self.A  # (D = I without a penalty: W = I, J itself)
+            if penalty or damping != DAMP_IDENTITY:
+                src = self.S
+                for r in range(m):
+                    for j in range(P):
+                        self.S[r * P + j] = self.A[r * P + j] * sqrt(w[j])
             # column-major (P, m) S: K = Sᵀ S, its upper triangle
-            dsyrk("U", "T", &m, &P, &a, self.S, &P, &zero, self.K, &m)
+            dsyrk("U", "T", &m, &P, &a, src, &P, &zero, self.K, &m)
             self.k0_damping = -1 if penalty else damping
         memcpy(self.F, self.K, m * m * sizeof(double))
         for r in range(m):

@@ -35,9 +35,10 @@ from fastbp._losses import loss_scale
 from fastbp.distributed import FitSync
 from fastbp.inputs import as_inputs, as_sample_weight, as_targets, take_rows
 from fastbp.sync import LocalSync
-from fastbp.training import EVAL_CHUNK, _checked_weights, _count, _progress_bar, dataset_loss
+from fastbp.training import (EVAL_CHUNK, EarlyStopping, check_callback, check_count, checked_weights,
+                             dataset_loss, progress_bar, validation_pair)
 
-__all__ = ["LM_MEMORY", "TRAINLM_DEFAULTS", "MemoryBudgetError", "lm_step", "fit"]
+__all__ = ["LM_MEMORY", "LM_OPTIONS", "TRAINLM_DEFAULTS", "MemoryBudgetError", "lm_step", "fit"]
 
 # The memory the system may take by default, in bytes (JᵀJ, its factor, a
 # row block of J): P up to about 5 700 in the normal form.
@@ -50,6 +51,8 @@ BLOCK_DOUBLES = 1 << 20
 # MATLAB trainlm's options and defaults (max_fail: with validation data).
 TRAINLM_DEFAULTS = {"mu": 1e-3, "mu_dec": 0.1, "mu_inc": 10.0, "mu_max": 1e10, "min_grad": 1e-7,
                     "goal": 0.0, "max_fail": 6}
+# every option of fit(optimizer="lm") and its default
+LM_OPTIONS = {**TRAINLM_DEFAULTS, "damping": "identity", "lm_memory": LM_MEMORY}
 
 # μ never falls below this after a good step (trainlm's floor).
 MU_MIN = 1e-20
@@ -127,8 +130,7 @@ def _squared_error_data(net, X, T, sample_weight, check_finite, names=("X", "T")
     return X, T
 
 
-def lm_step(net, X, T, mu, damping="identity", sample_weight=None, out=None, *, alpha=0.0,
-            lm_memory=LM_MEMORY):
+def lm_step(net, X, T, mu, damping, sample_weight, out, *, alpha, lm_memory):
     """See MLP.lm_step."""
     mu = _number(mu, "mu", 0.0, low_open=True)
     alpha = _number(alpha, "alpha", 0.0)
@@ -160,9 +162,7 @@ def check_options(optimizer, options):
     """The LM options (``options``: name -> value as fit got them) checked;
     for another optimizer, a value that is not the default is an error."""
     if optimizer != "lm":
-        given = [k for k, v in options.items()
-                 if k in TRAINLM_DEFAULTS and v != TRAINLM_DEFAULTS[k]
-                 or k == "damping" and v != "identity" or k == "lm_memory" and v != LM_MEMORY]
+        given = [k for k, v in options.items() if v != LM_OPTIONS[k]]
         if given:
             raise ValueError(f"{', '.join(sorted(given))} {'is an option' if len(given) == 1 else 'are options'}"
                              f" of optimizer=\"lm\" (Levenberg-Marquardt), got optimizer={optimizer!r}")
@@ -173,13 +173,13 @@ def check_options(optimizer, options):
         raise ValueError(f"mu_dec must be in (0, 1), got {checked['mu_dec']}")
     if not checked["mu_inc"] > 1.0:
         raise ValueError(f"mu_inc must be > 1, got {checked['mu_inc']}")
-    checked["max_fail"] = _count(options["max_fail"], "max_fail", 1)
+    checked["max_fail"] = check_count(options["max_fail"], "max_fail", 1)
     checked["damping"] = code("damping", options["damping"])
     checked["lm_memory"] = _memory(options["lm_memory"])
     return checked
 
 
-class _Objective:
+class LMObjective:
     """L(θ) = c · (E(θ) + α ‖W‖²), E = Σ r_i ‖ŷ_i − t_i‖², r_i = scale · w_i
     (scale 0: w_i N / Σ w); the system is Gauss-Newton's on ½ (E + α‖W‖²)."""
 
@@ -213,30 +213,25 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
     """Levenberg-Marquardt on one process or on one rank of an MPI job.
 
     objective: None (fit's: the loss with ``reduction`` plus weight_decay/2 ‖W‖²),
-    or an ``_Objective`` (the scikit-learn estimator's), then with its raw weights."""
+    or an ``LMObjective`` (the scikit-learn estimator's), then with its raw weights."""
     rc = code("reduction", reduction)
-    epochs = _count(epochs, "epochs", 0)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable(epoch, history) or None, got {type(callback).__name__}")
+    epochs = check_count(epochs, "epochs", 0)
+    check_callback(callback)
     X, T = _squared_error_data(net, X, T, sample_weight, check_finite)
     n = X.shape[0]
     if n == 0:
         raise ValueError("X must have at least one row, got shape (0, ...)")
-    w = _checked_weights(sample_weight, n)
+    w = checked_weights(sample_weight, n)
     if validation_data is not None:
-        try:
-            X_val, T_val = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, T_val)") from None
-        X_val, T_val = _squared_error_data(net, X_val, T_val, None, check_finite, ("X_val", "T_val"))
+        X_val, T_val = _squared_error_data(net, *validation_pair(validation_data), check_finite,
+                                           ("X_val", "T_val"))
     solver = _Solver(net, n, options["lm_memory"], distributed=sync.size > 1)
     lc = code("loss", "squared_error")
     with net.in_use("fit") as core:
         sync.start(net.params, [n], dict(epochs=epochs, loss="squared_error", reduction=reduction,
                                           n_params=net.n_params, optimizer="lm",
                                           validation=validation_data is not None,
-                                          sample_weight=w is not None, form=solver.form,
-                                          **{k: v for k, v in options.items()}))
+                                          sample_weight=w is not None, form=solver.form, **options))
         # the totals every rank needs: rows, weights, validation rows
         totals = np.array([n, n if w is None else float(w.sum()),
                            0 if validation_data is None else X_val.shape[0]], dtype=np.float64)
@@ -244,7 +239,7 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
         n_all, w_all, n_val = totals
         if objective is None:
             s = loss_scale(rc, int(n_all))
-            objective = _Objective(s, weight_decay / (2.0 * s), n_all / w_all if w is not None else 0.0,
+            objective = LMObjective(s, weight_decay / (2.0 * s), n_all / w_all if w is not None else 0.0,
                                    net.n_weights)
         loop = _Loop(net, core, solver, sync, objective, X, T, w, options)
         history = {"loss": [], "mu": []}
@@ -253,8 +248,10 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
         val_loss = None if validation_data is None else (
             lambda: loop.summed(dataset_loss(core, X_val, T_val, lc, Reduction.RED_SUM))
             * loss_scale(rc, int(n_val)))
-        best = _Best(net.params, restore_best_weights) if validation_data is not None else None
-        bar = _progress_bar(progress, epochs, 1)
+        # trainlm's validation stop: max_fail iterations without a new best
+        best = (EarlyStopping(options["max_fail"], 0.0, restore_best_weights, net.params)
+                if validation_data is not None else None)
+        bar = progress_bar(progress, epochs, 1)
         try:
             history["stop"] = loop.run(epochs, history, val_loss, best, callback, bar)
         finally:
@@ -265,28 +262,7 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
         return history
 
 
-class _Best:
-    """The validation loss's best parameters and trainlm's count of failures."""
-
-    def __init__(self, params, restore):
-        self.params, self.restore = params, restore
-        self.value, self.fails = np.inf, 0
-        self.saved = params.copy()
-
-    def update(self, value):
-        if value < self.value:
-            self.value, self.fails = value, 0
-            self.saved[...] = self.params
-        elif value > self.value:
-            self.fails += 1
-        return self.fails
-
-    def finish(self):
-        if self.restore and np.isfinite(self.value):
-            self.params[...] = self.saved
-
-
-def _raw_loss(core, X, T, w):
+def weighted_sum_of_squares(core, X, T, w):
     """Σ w_i ‖ŷ_i − t_i‖² (w None: 1) over (X, T), forward only, in chunks."""
     n = X.shape[0]
     chunk = max(core.capacity, min(n, EVAL_CHUNK), 1)
@@ -337,7 +313,7 @@ class _Loop:
 
     def trial_loss(self):
         """L at the parameters (forward only), summed over the processes."""
-        return self.objective.value(self.summed(self.rescale * _raw_loss(
+        return self.objective.value(self.summed(self.rescale * weighted_sum_of_squares(
             self.core, self.X, self.T, self.w)), self.params)
 
     def run(self, epochs, history, val_loss, best, callback, bar):
@@ -373,7 +349,7 @@ class _Loop:
             stop = None
             if val_loss is not None:
                 history["val_loss"].append(val_loss())
-                if best.update(history["val_loss"][-1]) >= o["max_fail"]:
+                if best.update(history["val_loss"][-1]):
                     stop = "max_fail"
             if bar is not None:
                 bar.update(1)

@@ -47,6 +47,8 @@ _FUSED_OUTPUTS = {"cross_entropy": ("identity", "softmax"), "binary_cross_entrop
 _LOSS_OF_OUTPUT = {"softmax": "cross_entropy", "exp": "poisson"}
 # Rows per compiled call when a whole data set is evaluated (bounds the workspace).
 _CHUNK = training.EVAL_CHUNK
+# fit(optimizer="lm")'s options and their defaults (one table: fastbp.levmar)
+_LM = levmar.LM_OPTIONS
 
 
 def _sizes(sizes):
@@ -458,9 +460,10 @@ class MLP(DerivativeMethods):
             loss="squared_error", reduction="mean", weight_decay=0.0, shuffle=True,
             seed=None, validation_data=None, early_stopping=False, patience=10,
             min_delta=0.0, restore_best_weights=True, callback=None, progress=None,
-            check_finite=True, comm=None, sample_weight=None, *, mu=1e-3, mu_dec=0.1,
-            mu_inc=10.0, mu_max=1e10, min_grad=1e-7, goal=0.0, max_fail=6,
-            damping="identity", lm_memory=levmar.LM_MEMORY):
+            check_finite=True, comm=None, sample_weight=None, *, mu=_LM["mu"],
+            mu_dec=_LM["mu_dec"], mu_inc=_LM["mu_inc"], mu_max=_LM["mu_max"],
+            min_grad=_LM["min_grad"], goal=_LM["goal"], max_fail=_LM["max_fail"],
+            damping=_LM["damping"], lm_memory=_LM["lm_memory"]):
         """Mini-batch training; returns the history, a dict of per-epoch lists.
 
         history["loss"]: each epoch's training loss (its batches' losses,
@@ -565,8 +568,8 @@ class MLP(DerivativeMethods):
                    progress=progress, check_finite=check_finite, comm=comm,
                    sample_weight=sample_weight)
 
-    def lm_step(self, X, T, mu, damping="identity", sample_weight=None, out=None, *, alpha=0.0,
-                lm_memory=levmar.LM_MEMORY):
+    def lm_step(self, X, T, mu, damping=_LM["damping"], sample_weight=None, out=None, *, alpha=0.0,
+                lm_memory=_LM["lm_memory"]):
         """δ (P,): one Levenberg-Marquardt solve at the current parameters,
         not applied: (JᵀJ + αΛ + μD) δ = −(Jᵀe + αΛθ), e the residuals
         √r_i (ŷ_i − t_i) (r_i = w_i N / Σ w, 1 without sample_weight),

@@ -474,7 +474,7 @@ class _BaseMLP(BaseEstimator):
             X, T, sw, X_val, y_val, sw_val = self._split(X, T, y_score, sw, strat, rs)
         n, d = T.shape
         norm = n if sw is None else float(sw.sum())
-        objective = levmar._Objective(1.0 / (2.0 * norm * d), float(self.alpha) * d,
+        objective = levmar.LMObjective(1.0 / (2.0 * norm * d), float(self.alpha) * d,
                                       0.0 if sw is None else 1.0, net.n_weights)
 
         def after_iteration(epoch, history):
@@ -487,14 +487,13 @@ class _BaseMLP(BaseEstimator):
             return self._no_improvement_count > self.n_iter_no_change
 
         self.n_iter_ = 0
-        options = levmar.check_options(_LM, dict(levmar.TRAINLM_DEFAULTS, damping="identity",
-                                                 lm_memory=levmar.LM_MEMORY))
+        options = levmar.check_options(_LM, levmar.LM_OPTIONS)
         hist = levmar.fit(net, X, T, epochs=self.max_iter, options=options, reduction="mean",
                           weight_decay=0.0, validation_data=None, restore_best_weights=False,
                           callback=after_iteration, progress=False, check_finite=False,
                           sample_weight=sw, objective=objective)
         if not hist["loss"]:  # stopped before a step: the loss where it stands
-            self.loss_ = objective.value(levmar._raw_loss(net.core, X, T, sw), net.params)
+            self.loss_ = objective.value(levmar.weighted_sum_of_squares(net.core, X, T, sw), net.params)
         if hist["stop"] == "callback" and self.verbose:
             what = "Validation score" if self.early_stopping else "Training loss"
             print(f"{what} did not improve more than tol={self.tol:f} for "

@@ -33,6 +33,8 @@ from fastbp.optim import make_optimizer
 from fastbp.sync import LocalSync
 
 __all__ = ["fit", "dataset_loss", "DivergenceError"]
+# (check_count, checked_weights, check_callback, validation_pair, progress_bar
+# and EarlyStopping are the fit loops' shared helpers: levmar uses them too)
 
 # Rows per chunk when a whole data set is only evaluated (validation loss).
 EVAL_CHUNK = 512
@@ -109,7 +111,7 @@ def dataset_loss(core, X, T, loss_code, reduction_code):
     return total * loss_scale(reduction_code, n)  # (0 for no rows)
 
 
-def _count(value, name, minimum):
+def check_count(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -117,7 +119,7 @@ def _count(value, name, minimum):
     return int(value)
 
 
-def _progress_bar(progress, epochs, steps):
+def progress_bar(progress, epochs, steps):
     """A tqdm bar over epochs, or None.  tqdm is optional, imported lazily."""
     if progress is None:
         progress = (epochs * steps >= 10_000 and sys.stderr is not None
@@ -139,7 +141,7 @@ def _progress_bar(progress, epochs, steps):
     return tqdm(total=epochs, unit="epoch", desc="fit", leave=False)
 
 
-class _EarlyStopping:
+class EarlyStopping:
     """Stop after ``patience`` epochs without an improvement > min_delta."""
 
     def __init__(self, patience, min_delta, restore, params):
@@ -165,7 +167,7 @@ class _EarlyStopping:
             self.params[...] = self.best_params
 
 
-def _checked_weights(sample_weight, n):
+def checked_weights(sample_weight, n):
     """fit's sample_weight as a float64 (n,) array of finite weights ≥ 0 with a positive sum."""
     w = as_sample_weight(sample_weight, n)
     if w is None:
@@ -177,6 +179,20 @@ def _checked_weights(sample_weight, n):
     if not w.sum() > 0.0:
         raise ValueError("sample_weight must have a positive sum, got all zeros")
     return w
+
+
+def check_callback(callback):
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable(epoch, history) or None, got {type(callback).__name__}")
+
+
+def validation_pair(validation_data):
+    """(X_val, T_val) of fit's validation_data, as given (a TypeError if it is no pair)."""
+    try:
+        X_val, T_val = validation_data
+    except (TypeError, ValueError):
+        raise TypeError("validation_data must be a pair (X_val, T_val)") from None
+    return X_val, T_val
 
 
 def fit(net, X, T, *, comm=None, **kwargs):
@@ -205,23 +221,19 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
          restore_best_weights, callback, progress, check_finite, sample_weight=None):
     """fit on one process or on one rank of an MPI job (``sync``)."""
     lc, rc = net.loss_codes(loss, reduction)
-    epochs = _count(epochs, "epochs", 0)
-    batch_size = _count(batch_size, "batch_size", 1)
-    patience = _count(patience, "patience", 1)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable(epoch, history) or None, got {type(callback).__name__}")
+    epochs = check_count(epochs, "epochs", 0)
+    batch_size = check_count(batch_size, "batch_size", 1)
+    patience = check_count(patience, "patience", 1)
+    check_callback(callback)
     X = as_inputs(X, net.sizes[0], "X", check_finite)
     T = as_targets(T, X.shape[0], net.sizes[-1], loss, "T", check_finite)
     n = X.shape[0]
     if n == 0:
         raise ValueError("X must have at least one row, got shape (0, ...)")
-    w = _checked_weights(sample_weight, n)
+    w = checked_weights(sample_weight, n)
     w_total = None if w is None else float(w.sum())
     if validation_data is not None:
-        try:
-            X_val, T_val = validation_data
-        except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, T_val)") from None
+        X_val, T_val = validation_pair(validation_data)
         X_val = as_inputs(X_val, net.sizes[0], "X_val", check_finite)
         T_val = as_targets(T_val, X_val.shape[0], net.sizes[-1], loss, "T_val", check_finite)
     opt = make_optimizer(optimizer, lr=lr, weight_decay=weight_decay)
@@ -254,9 +266,9 @@ def _fit(net, X, T, sync, *, epochs, batch_size, lr, optimizer, loss, reduction,
         history = {"loss": []}
         if validation_data is not None:
             history["val_loss"] = []
-        stopper = (_EarlyStopping(patience, min_delta, restore_best_weights, params)
+        stopper = (EarlyStopping(patience, min_delta, restore_best_weights, params)
                    if early_stopping else None)
-        bar = _progress_bar(progress, epochs, len(starts))
+        bar = progress_bar(progress, epochs, len(starts))
         snapshot = _Snapshot(params, opt)
         try:
             for epoch in range(epochs):
