@@ -74,7 +74,6 @@ class _Solver:
     def __init__(self, net, n_rows, memory, distributed):
         P, d_out = net.n_params, net.sizes[-1]
         m = n_rows * d_out
-        self.n_rows = n_rows
         dual_bytes = 8 * DampedSystem.doubles(P, m)
         if not distributed and 0 < m < P and dual_bytes <= memory:
             self.form, self.block_rows = "dual", 0
@@ -122,8 +121,8 @@ def _number(value, name, low, low_open=False):
     return value
 
 
-def _squared_error_data(net, X, T, sample_weight, check_finite, names=("X", "T")):
-    """X, T and the weights, checked as ``fit`` checks them, for the squared error."""
+def _squared_error_data(net, X, T, check_finite, names=("X", "T")):
+    """X and T checked as ``fit`` checks them, for the squared error."""
     net.loss_codes("squared_error", "sum")  # the output must suit the squared error
     X = as_inputs(X, net.sizes[0], names[0], check_finite)
     T = as_targets(T, X.shape[0], net.sizes[-1], "squared_error", names[1], check_finite)
@@ -135,12 +134,13 @@ def lm_step(net, X, T, mu, damping, sample_weight, out, *, alpha, lm_memory):
     mu = _number(mu, "mu", 0.0, low_open=True)
     alpha = _number(alpha, "alpha", 0.0)
     dc = code("damping", damping)
-    X, T = _squared_error_data(net, X, T, sample_weight, check_finite=False)
+    X, T = _squared_error_data(net, X, T, check_finite=False)
     w = as_sample_weight(sample_weight, X.shape[0])
-    solver = _Solver(net, X.shape[0], _memory(lm_memory), distributed=False)
+    memory = _memory(lm_memory)
     if out is None:
         out = np.empty(net.n_params)
     with net.in_use("lm_step"):
+        solver = _Solver(net, X.shape[0], memory, distributed=False)
         solver.build(net.derivative_core, X, T, w, 0.0)
         if not solver.solve(mu, out, dc, alpha, net.params, net.n_weights):
             raise np.linalg.LinAlgError(
@@ -217,7 +217,7 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
     rc = code("reduction", reduction)
     epochs = check_count(epochs, "epochs", 0)
     check_callback(callback)
-    X, T = _squared_error_data(net, X, T, sample_weight, check_finite)
+    X, T = _squared_error_data(net, X, T, check_finite)
     n = X.shape[0]
     if n == 0:
         raise ValueError("X must have at least one row, got shape (0, ...)")
@@ -225,9 +225,9 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
     if validation_data is not None:
         X_val, T_val = _squared_error_data(net, *validation_pair(validation_data), check_finite,
                                            ("X_val", "T_val"))
-    solver = _Solver(net, n, options["lm_memory"], distributed=sync.size > 1)
     lc = code("loss", "squared_error")
     with net.in_use("fit") as core:
+        solver = _Solver(net, n, options["lm_memory"], distributed=sync.size > 1)
         sync.start(net.params, [n], dict(epochs=epochs, loss="squared_error", reduction=reduction,
                                           n_params=net.n_params, optimizer="lm",
                                           validation=validation_data is not None,
