@@ -142,3 +142,16 @@ def test_a_solve_allocates_nothing(form):
     finally:
         tracemalloc.stop()
     assert peak < 2000, peak  # the smallest buffer, 40 doubles, is 320 B; J is 9.6 KB
+
+
+def test_layers_are_checked_and_only_for_the_dual_form():
+    with pytest.raises(ValueError, match="layers are for the dual form"):
+        DampedSystem(10, 0, [(8, 2, 3)])
+    with pytest.raises(ValueError, match="not a multiple"):
+        DampedSystem(10, 5, [(8, 2, 3)])
+    with pytest.raises(ValueError, match="does not fit 10 parameters"):
+        DampedSystem(10, 4, [(9, 2, 3)])
+    s = DampedSystem(10, 4, [(6, 2, 2), (8, 2, 2)])
+    assert [a.shape for a in s.inputs] == [(2, 2), (2, 2)]
+    with pytest.raises(ValueError, match="needs a system made with layers"):
+        DampedSystem(10, 4).prepare(inputs_filled=True)

@@ -406,3 +406,31 @@ def test_lm_step_reports_an_indefinite_matrix():
     net.params[:] = [np.nan, 0.0]
     with pytest.raises(np.linalg.LinAlgError, match="no finite step.*larger mu.*not finite"):
         net.lm_step(X, T, 1.0)
+
+
+@pytest.mark.parametrize("sizes", [[3, 6, 4, 2], [10, 50, 1], [2, 9, 3]])
+def test_dual_form_gram_by_layers_equals_the_jacobians(sizes):
+    """J Jᵀ = Σ_ℓ (Δ_ℓ Δ_ℓᵀ) ⊙ (A_ℓ A_ℓᵀ + 1) from the layers' inputs gives
+    the δ of the Jacobian's own SYRK, weighted rows included."""
+    net, X, T, w = problem(13, sizes, 6)
+    solver = levmar._Solver(net, 6, levmar.LM_MEMORY, distributed=False)
+    assert solver.form == "dual" and solver.system.inputs is not None
+    solver.build(net.derivative_core, X, T, w, 0.0)
+    s = solver.system
+    for l, A in enumerate(s.inputs):  # the layers' inputs, as the forward pass made them
+        want = X if l == 0 else ref._forward_pass(ref._layers(net), X)[0][l]
+        np.testing.assert_allclose(A, want, rtol=1e-13)
+    by_layers, by_syrk = np.empty(net.n_params), np.empty(net.n_params)
+    for mu in (1e-2, 1.0):
+        s.prepare(inputs_filled=True)
+        assert s.solve(mu, by_layers)
+        s.prepare(inputs_filled=False)
+        assert s.solve(mu, by_syrk)
+        assert_close(by_layers, by_syrk, 1e-9)
+        assert_close(by_layers, ref.lm_step(net, X, T, mu, sample_weight=w), 1e-9)
+    with pytest.raises(ValueError, match="dense X only"):
+        from fastbp.inputs import as_inputs
+        net.derivative_core.residual_jacobian(as_inputs(sp.csr_matrix(X), sizes[0]), T, s.jacobian,
+                                              s.residuals, inputs=s.inputs)
+    with pytest.raises(ValueError, match="one per layer"):
+        net.derivative_core.residual_jacobian(X, T, s.jacobian, s.residuals, inputs=s.inputs[:1])

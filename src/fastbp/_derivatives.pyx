@@ -141,6 +141,7 @@ cdef struct Call:
     double *jtj          # K_NORMAL: JᵀJ (P × P, lower triangle) and Jᵀe
     double *jte
     double *block        # K_NORMAL: a chunk's Jacobian rows (rows · D_out × P)
+    double **inputs      # K_RESIDUALS: each layer's inputs A_ℓ (N × size[ℓ]), or NULL
     Py_ssize_t row_cap   # rows per chunk at most (0: the budget's)
     const Net *net
     DWork *work[2]
@@ -504,6 +505,7 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
     cdef double worst, J = 0.0
     cdef double *sum_to
     cdef double *Jr
+    cdef int l
     cdef const double *X
     cdef const double *dX
     cdef const CSR *sx = &dw.sx if c.sx != NULL else NULL
@@ -554,6 +556,10 @@ cdef double _rows(Call *c, DWork *dw, Py_ssize_t lo, Py_ssize_t hi, double *sum)
                             c.out2 + start * dL if kind == K_RESIDUALS else dw.U0)
             if kind == K_NORMAL:
                 _accumulate(c, m * dL, start == lo, dw.U0)
+            elif c.inputs != NULL:  # (for the Jacobian's Gram matrix layer by layer)
+                for l in range(lay.L):
+                    memcpy(c.inputs[l] + start * lay.size[l], X if l == 0 else dw.w.A[l],
+                           m * lay.size[l] * sizeof(double))
         elif kind == K_PER_EXAMPLE:
             J += loss_rows(c.loss, dw.w.A[lay.L], dw.B0, dL, &b, c.s, &worst)
             _block_backward(lay, dw, m, 1, lay.L - 1, False, X, sx, c.out + start * P, P, NULL)
@@ -784,6 +790,7 @@ cdef class Derivatives:
         row weights of the whole X)."""
         c.kind = kind
         c.row_cap = 0
+        c.inputs = NULL
         c.loss = LOSS_SQUARED_ERROR  # (no loss: the core's own layers)
         c.s = 1.0
         c.dX = NULL
@@ -916,17 +923,33 @@ cdef class Derivatives:
         c.whole.r = self._row_weights(sample_weight, c.whole.n, weight_scale)
         return 0
 
-    def residual_jacobian(self, X, T, J, e, *, sample_weight=None, double weight_scale=0.0):
+    def residual_jacobian(self, X, T, J, e, *, sample_weight=None, double weight_scale=0.0,
+                          inputs=None):
         """J (N·D_out, P) ← ∂e/∂θ and e (N·D_out,) ← the residuals
         e_ik = √r_i (ŷ_ik − t_ik), r_i = w_i N / Σ w (weight_scale · w_i when
-        weight_scale > 0; 1 without sample_weight).  Returns Σ r_i ‖ŷ_i − t_i‖²."""
+        weight_scale > 0; 1 without sample_weight).  inputs: None, or a
+        sequence of L arrays (N, size[ℓ]) ← every layer's input A_ℓ (a dense X
+        only).  Returns Σ r_i ‖ŷ_i − t_i‖²."""
         cdef Call c
+        cdef int l, L = self.net.L
         self._residual_call(&c, X, T, sample_weight, weight_scale, K_RESIDUALS)
         cdef Py_ssize_t m = c.whole.n * self.net.d_out
         Jo = check_output(J, "J", m, self.net.n_params, 2, (_array(X), T), ("X", "T"))
         eo = check_output(e, "e", 0, m, 1, (_array(X), T, Jo), ("X", "T", "J"))
         c.out = <double *>cnp.PyArray_DATA(Jo)
         c.out2 = <double *>cnp.PyArray_DATA(eo)
+        cdef double *table[64]
+        c.inputs = NULL
+        if inputs is not None:
+            if self.core._sx_ptr() != NULL:
+                raise ValueError("inputs are copied from a dense X only, got a CSR X")
+            if len(inputs) != L or L > 64:
+                raise ValueError(f"inputs must be {L} arrays (one per layer), got {len(inputs)}")
+            for l in range(L):
+                table[l] = <double *>cnp.PyArray_DATA(check_output(
+                    inputs[l], f"inputs[{l}]", c.whole.n, self.core.net.size[l], 2,
+                    (_array(X), T, Jo, eo), ("X", "T", "J", "e")))
+            c.inputs = table
         self._go(&c, self.net.d_out)
         return c.J[0] + c.J[1]
 

@@ -33,7 +33,7 @@ from fastbp._enums import Loss, Reduction, code
 from fastbp._levmar import DampedSystem
 from fastbp._losses import loss_scale
 from fastbp.distributed import FitSync
-from fastbp.inputs import as_inputs, as_sample_weight, as_targets, take_rows
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse, take_rows
 from fastbp.sync import LocalSync
 from fastbp.training import (EVAL_CHUNK, EarlyStopping, check_callback, check_count, checked_weights,
                              dataset_loss, progress_bar, validation_pair)
@@ -74,7 +74,11 @@ class _Solver:
     def __init__(self, net, n_rows, memory, distributed):
         P, d_out = net.n_params, net.sizes[-1]
         m = n_rows * d_out
-        dual_bytes = 8 * DampedSystem.doubles(P, m)
+        sizes = net.sizes
+        # the dual form's J Jᵀ by layers: (b_ℓ's offset, units, inputs) of each
+        offsets = np.cumsum([net.n_weights] + list(sizes[1:-1]))
+        self.layers = [(int(o), sizes[l + 1], sizes[l]) for l, o in enumerate(offsets)]
+        dual_bytes = 8 * (DampedSystem.doubles(P, m) + n_rows * sum(sizes[:-1]))
         if not distributed and 0 < m < P and dual_bytes <= memory:
             self.form, self.block_rows = "dual", 0
             size = m
@@ -92,19 +96,21 @@ class _Solver:
             size = 0
         cached = getattr(net, "_lm_system", None)
         if cached is None or (cached.n_params, cached.n_residuals) != (P, size):
-            cached = net._lm_system = DampedSystem(P, size)
+            cached = net._lm_system = DampedSystem(P, size, self.layers if size else None)
         self.system = cached
 
     def build(self, derivatives, X, T, w, weight_scale):
         """The system at the network's parameters; returns E = Σ r_i ‖ŷ_i − t_i‖²."""
         s = self.system
+        dense = not is_sparse(X)
         if self.form == "dual":
             E = derivatives.residual_jacobian(X, T, s.jacobian, s.residuals, sample_weight=w,
-                                              weight_scale=weight_scale)
+                                              weight_scale=weight_scale,
+                                              inputs=s.inputs if dense else None)
         else:
             E = derivatives.normal_equations(X, T, s.jtj, s.jte, sample_weight=w,
                                              weight_scale=weight_scale, block_rows=self.block_rows)
-        s.prepare()
+        s.prepare(inputs_filled=dense and self.form == "dual")
         return E
 
     def solve(self, mu, out, damping, alpha, params, n_weights):
