@@ -75,6 +75,7 @@ cdef class DampedSystem:
     cdef double *u          # right-hand side (m or P)
     cdef double *h          # αΛθ
     cdef int k0_damping     # dual: the damping K₀ was made for (-1: none)
+    cdef int d_damping      # the damping D was made for, on this system (-1: none)
     # dual, by layers: each layer's inputs (N × k_ℓ) and where its b_ℓ is in θ
     cdef readonly tuple inputs
     cdef Py_ssize_t n_rows
@@ -118,6 +119,7 @@ cdef class DampedSystem:
         self.g, self.F, self.D = _ptr(self.jte), _ptr(self._factor), _ptr(self._d)
         self.Mi, self.u, self.h = _ptr(self._m), _ptr(self._u), _ptr(self._h)
         self.k0_damping = -1
+        self.d_damping = -1
         self.inputs = None
         self.n_layers = 0
         self.have_inputs = False
@@ -162,7 +164,7 @@ cdef class DampedSystem:
         inputs of these rows."""
         cdef int P = <int>self.n_params, m = <int>self.n_residuals, one = 1
         cdef double a = 1.0, zero = 0.0
-        self.k0_damping = -1
+        self.k0_damping = self.d_damping = -1
         if inputs_filled and self.inputs is None:
             raise ValueError("inputs_filled=True needs a system made with layers=")
         self.have_inputs = inputs_filled
@@ -212,9 +214,13 @@ cdef class DampedSystem:
     # -- the two forms -----------------------------------------------------------
 
     cdef void _damping(self, int damping) noexcept nogil:
-        """D: ones, or the diagonal of JᵀJ (dual: J's squared column norms), floored."""
+        """D: ones, or the diagonal of JᵀJ (dual: J's squared column norms),
+        floored; made once per system and damping (not per μ tried)."""
         cdef Py_ssize_t P = self.n_params, m = self.n_residuals, j, r
         cdef double s
+        if self.d_damping == damping:
+            return
+        self.d_damping = damping
         for j in range(P):
             if damping == DAMP_IDENTITY:
                 self.D[j] = 1.0

@@ -33,9 +33,9 @@ from fastbp._enums import Loss, Reduction, code
 from fastbp._levmar import DampedSystem
 from fastbp._losses import loss_scale
 from fastbp.distributed import FitSync
-from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse, take_rows
+from fastbp.inputs import as_inputs, as_sample_weight, as_targets, is_sparse
 from fastbp.sync import LocalSync
-from fastbp.training import (EVAL_CHUNK, EarlyStopping, check_callback, check_count, checked_weights,
+from fastbp.training import (EarlyStopping, check_callback, check_count, checked_weights,
                              dataset_loss, progress_bar, validation_pair)
 
 __all__ = ["LM_MEMORY", "LM_OPTIONS", "TRAINLM_DEFAULTS", "MemoryBudgetError", "lm_step", "fit"]
@@ -268,23 +268,6 @@ def _fit(net, X, T, sync, *, epochs, options, reduction, weight_decay, validatio
         return history
 
 
-def weighted_sum_of_squares(core, X, T, w):
-    """Σ w_i ‖ŷ_i − t_i‖² (w None: 1) over (X, T), forward only, in chunks."""
-    n = X.shape[0]
-    chunk = max(core.capacity, min(n, EVAL_CHUNK), 1)
-    total = 0.0
-    for start in range(0, n, chunk):
-        rows = slice(start, start + chunk)
-        wc = None if w is None else w[rows]
-        w_sum = 1.0 if w is None else float(wc.sum())
-        if w_sum > 0.0:
-            E = core.step(take_rows(X, rows), T[rows], loss=Loss.LOSS_SQUARED_ERROR,
-                          reduction=Reduction.RED_SUM, sample_weight=wc, backward=False)
-            # (the core weighs the chunk's rows w_i n_c / Σ_c w)
-            total += E if wc is None else E * w_sum / wc.shape[0]
-    return total
-
-
 class _Loop:
     """The iterations of one fit: build the system, solve, try, accept or damp more."""
 
@@ -319,8 +302,9 @@ class _Loop:
 
     def trial_loss(self):
         """L at the parameters (forward only), summed over the processes."""
-        return self.objective.value(self.summed(self.rescale * weighted_sum_of_squares(
-            self.core, self.X, self.T, self.w)), self.params)
+        return self.objective.value(self.summed(self.rescale * dataset_loss(
+            self.core, self.X, self.T, Loss.LOSS_SQUARED_ERROR, Reduction.RED_SUM, self.w)),
+            self.params)
 
     def run(self, epochs, history, val_loss, best, callback, bar):
         """The iterations; returns why they stopped."""

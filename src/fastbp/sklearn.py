@@ -76,6 +76,7 @@ except ImportError as exc:  # pragma: no cover - exercised without sklearn
         "fastbp.sklearn needs scikit-learn; install it with `pip install scikit-learn` "
         "(or `pip install 'fastbp[sklearn]'`)") from exc
 
+from fastbp._enums import Loss, Reduction
 from fastbp._kernels import dense_forward
 from fastbp._losses import softmax
 from fastbp._network import Objective
@@ -83,6 +84,7 @@ from fastbp._sparse import csr_forward
 from fastbp import levmar
 from fastbp.inputs import as_sparse_inputs, is_sparse, take_rows
 from fastbp.network import MLP
+from fastbp.training import dataset_loss
 from fastbp.optim import SGD, Adam, Momentum
 
 try:  # scikit-learn >= 1.6
@@ -493,7 +495,8 @@ class _BaseMLP(BaseEstimator):
                           callback=after_iteration, progress=False, check_finite=False,
                           sample_weight=sw, objective=objective)
         if not hist["loss"]:  # stopped before a step: the loss where it stands
-            self.loss_ = objective.value(levmar.weighted_sum_of_squares(net.core, X, T, sw), net.params)
+            self.loss_ = objective.value(dataset_loss(net.core, X, T, Loss.LOSS_SQUARED_ERROR,
+                                                       Reduction.RED_SUM, sw), net.params)
         if hist["stop"] == "callback" and self.verbose:
             what = "Validation score" if self.early_stopping else "Training loss"
             print(f"{what} did not improve more than tol={self.tol:f} for "

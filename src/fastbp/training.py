@@ -99,15 +99,23 @@ class _Snapshot:
             self.opt.t = self.t
 
 
-def dataset_loss(core, X, T, loss_code, reduction_code):
+def dataset_loss(core, X, T, loss_code, reduction_code, sample_weight=None):
     """The loss over all of (X, T) (core: a network's NetworkCore), forward
-    only, chunk by chunk."""
+    only, chunk by chunk; with sample_weight (N,), each row's loss times its
+    w_i as given (not normalised)."""
     n = X.shape[0]
     chunk = max(core.capacity, min(n, EVAL_CHUNK), 1)
     total = 0.0
     for start in range(0, n, chunk):
-        total += core.step(take_rows(X, slice(start, start + chunk)), T[start:start + chunk], loss=loss_code,
-                           reduction=Reduction.RED_SUM, backward=False)
+        rows = slice(start, start + chunk)
+        w = None if sample_weight is None else sample_weight[rows]
+        w_sum = 0.0 if w is None else float(w.sum())
+        if w is not None and not w_sum > 0.0:
+            continue  # (a chunk of weight 0 adds nothing)
+        E = core.step(take_rows(X, rows), T[rows], loss=loss_code, reduction=Reduction.RED_SUM,
+                      sample_weight=w, backward=False)
+        # (the core weighs a chunk's rows w_i n_c / Σ_c w)
+        total += E if w is None else E * w_sum / w.shape[0]
     return total * loss_scale(reduction_code, n)  # (0 for no rows)
 
 
